@@ -1,0 +1,157 @@
+"""The measurement protocol: how one workload is timed on one device.
+
+Steps, in order (:func:`measure`):
+
+1. **Warm-up by count and time.** Run ``warmup_runs`` untimed runs, then keep
+   running untimed until ``warmup_s`` seconds have passed since the first
+   one. Count *and* time: a slow op is warm after a few runs, a fast one needs
+   the clock to settle caches, frequency and allocator state.
+2. **Adaptive repeats.** Timed runs come in chunks of ``chunk`` runs (one
+   device call each: on a phone, one ``benchmark_model`` invocation). After
+   each chunk, once at least ``min_runs`` samples exist, stop when the 95%
+   confidence interval of the median is within ±``target_ci`` of the median
+   (default ±1%), or when ``max_runs`` samples or ``max_time_s`` seconds are
+   reached.
+3. **Quality.** Raw samples are kept as measured. Outliers by modified
+   z-score (MAD) are counted, not dropped. Flags, each printed with the next
+   step to take: ``ci-not-reached`` (the target was not met within the cap),
+   ``high-cv`` (CV above ``cv_warn``), ``slow-first-run`` (the first timed run
+   above 1.5× the median: warm-up too short), ``outliers`` (more than 5% of
+   the samples).
+
+Defaults: one thread (set by the device; single-threaded latency is the
+stable, intrinsic figure); 10 warm-up runs and 0.2 s, because ONNX Runtime
+and XNNPACK reach steady state within a few runs on a desktop CPU; 20 to 300
+timed runs and 10 s per workload, which meets ±1% for every op of the
+built-in spaces on a quiet machine. All are overridable from the device TOML
+``[protocol]`` table and the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Mapping
+
+from hwprof.errors import ConfigError, MeasurementError
+from hwprof.stats import Summary, summarize
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Protocol parameters (see the module docstring); times in seconds."""
+
+    warmup_runs: int = 10
+    warmup_s: float = 0.2
+    min_runs: int = 20
+    max_runs: int = 300
+    chunk: int = 10
+    target_ci: float = 0.01
+    max_time_s: float = 10.0
+    cv_warn: float = 0.10
+    sentinel_every: int = 25
+    drift_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"protocol.{f.name} must be a non-negative number, got {value!r}")
+        if self.chunk < 1 or self.max_runs < 1:
+            raise ConfigError("protocol.chunk and protocol.max_runs must be at least 1")
+        if self.min_runs > self.max_runs:
+            raise ConfigError(f"protocol.min_runs ({self.min_runs}) exceeds protocol.max_runs ({self.max_runs})")
+
+    def updated(self, overrides: Mapping[str, Any]) -> Plan:
+        """A copy with ``overrides`` applied; unknown names are a :class:`ConfigError`."""
+        known = {f.name: f.type for f in fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown protocol setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        for k, v in clean.items():
+            if isinstance(getattr(self, k), int) and isinstance(v, float) and v.is_integer():
+                clean[k] = int(v)
+        return replace(self, **clean)
+
+
+#: ``run(runs, warmup) -> samples_ms``: one device call.
+RunFn = Callable[[int, int], list[float]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of :func:`measure`: raw samples, warm-up count, quality flags with advice."""
+
+    samples_ms: tuple[float, ...]
+    warmup: int
+    flags: tuple[str, ...]
+    advice: tuple[str, ...]
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.samples_ms)
+
+
+def measure(run: RunFn, plan: Plan) -> Outcome:
+    """Time one prepared workload following the protocol (module docstring).
+
+    Parameters
+    ----------
+    run : callable
+        ``run(runs, warmup)`` performs ``warmup`` untimed then ``runs`` timed
+        runs and returns the timed ones in ms.
+    plan : Plan
+        Protocol parameters.
+    """
+    start = time.perf_counter()
+    warm = 0
+    if plan.warmup_runs:
+        run(0, plan.warmup_runs)
+        warm = plan.warmup_runs
+    while time.perf_counter() - start < plan.warmup_s:
+        run(0, plan.chunk)
+        warm += plan.chunk
+    samples: list[float] = []
+    t0 = time.perf_counter()
+    while True:
+        n = min(plan.chunk, plan.max_runs - len(samples))
+        got = run(n, 0)
+        if len(got) != n:
+            raise MeasurementError(f"device returned {len(got)} samples for {n} requested runs")
+        samples.extend(float(x) for x in got)
+        if len(samples) >= max(plan.min_runs, 1):
+            s = summarize(samples)
+            if s.ci_rel <= plan.target_ci:
+                break
+        if len(samples) >= plan.max_runs or time.perf_counter() - t0 >= plan.max_time_s:
+            break
+    return judge(samples, warm, plan)
+
+
+def judge(samples: list[float], warmup: int, plan: Plan) -> Outcome:
+    """Quality flags and advice for a finished set of samples."""
+    s = summarize(samples)
+    flags, advice = [], []
+    if s.ci_rel > plan.target_ci:
+        flags.append("ci-not-reached")
+        advice.append(
+            f"median ±{s.ci_rel:.1%} after {s.n} runs (target ±{plan.target_ci:.0%}): "
+            "raise protocol.max_runs / max_time_s, or quiet the machine"
+        )
+    if s.cv > plan.cv_warn:
+        flags.append("high-cv")
+        advice.append(f"CV {s.cv:.1%}: close other programs, pin the process to a core, or tune the device")
+    if s.n > 1 and samples[0] > 1.5 * s.median_ms:
+        flags.append("slow-first-run")
+        advice.append(f"first run {samples[0]:.3g} ms vs median {s.median_ms:.3g} ms: raise protocol.warmup_runs")
+    if s.outliers > 0.05 * s.n:
+        flags.append("outliers")
+        advice.append(f"{s.outliers} outliers (MAD): another process may be competing; quiet the machine")
+    return Outcome(tuple(samples), warmup, tuple(flags), tuple(advice))
+
+
+def warn(message: str) -> None:
+    """Quality warnings go to stderr; results go to stdout."""
+    print(f"hwprof: warning: {message}", file=sys.stderr)

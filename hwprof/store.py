@@ -1,0 +1,244 @@
+"""The measurement store: an append-only SQLite file.
+
+Every record is committed the moment it is measured (WAL journal), so an
+interrupted campaign loses at most the record in flight and a re-run resumes
+where it stopped. A file that is not SQLite, or SQLite that hwprof did not
+write, is refused and never modified.
+
+Schema versions
+---------------
+1  records(kind, key, space, device, fingerprint_hash, fingerprint, environment,
+   samples_ms, warmup, flags, timestamp); meta(app, schema_version).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from hwprof.errors import StoreError
+from hwprof.measurement import IDENTITY_FIELDS, Measurement
+
+SCHEMA_VERSION = 1
+APP = "hwprof"
+DEFAULT_STORE = Path("hwprof.sqlite")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    space TEXT NOT NULL,
+    device TEXT NOT NULL,
+    fingerprint_hash TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    samples_ms TEXT NOT NULL,
+    warmup INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    timestamp REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_lookup ON records (device, kind, key, fingerprint_hash);
+"""
+
+
+class Store:
+    """Append-only SQLite store of :class:`Measurement` records.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file; created (with its folder) when absent.
+
+    Raises
+    ------
+    StoreError
+        When the file is not SQLite, is SQLite of another application, or has
+        a schema version this hwprof does not know.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_STORE):
+        self.path = Path(path)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory; give a file path for the store")
+        else:
+            with open(self.path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise StoreError(
+                        f"{self.path} is not an SQLite file (corrupt or another format); it was left untouched. "
+                        "Pass another --store path."
+                    )
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30)
+            if new:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+                with self._db:
+                    self._db.executemany(
+                        "INSERT INTO meta VALUES (?, ?)", [("app", APP), ("schema_version", str(SCHEMA_VERSION))]
+                    )
+            else:
+                self._check_existing()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} cannot be read as an hwprof store ({exc}); it was left untouched") from exc
+
+    def _check_existing(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables or "records" not in tables:
+            raise StoreError(f"{self.path} is an SQLite file of another application (no hwprof tables); left untouched")
+        meta = dict(self._db.execute("SELECT name, value FROM meta"))
+        if meta.get("app") != APP:
+            raise StoreError(f"{self.path} was not written by hwprof (app={meta.get('app')!r}); left untouched")
+        version = int(meta.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema version {version}; this hwprof reads version {SCHEMA_VERSION}. "
+                "Upgrade hwprof or export the store with the version that wrote it."
+            )
+
+    # -- writing ---------------------------------------------------------------
+    def add(self, m: Measurement) -> int:
+        """Append one record and commit it; returns its row id."""
+        row = (
+            m.kind,
+            m.key,
+            m.space,
+            m.device,
+            m.fingerprint_hash,
+            json.dumps(dict(m.fingerprint), sort_keys=True),
+            json.dumps(dict(m.environment), sort_keys=True),
+            json.dumps([float(x) for x in m.samples_ms]),
+            int(m.warmup),
+            json.dumps(list(m.flags)),
+            float(m.timestamp),
+        )
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO records (kind, key, space, device, fingerprint_hash, fingerprint, environment, "
+                "samples_ms, warmup, flags, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        return int(cur.lastrowid)
+
+    # -- reading ---------------------------------------------------------------
+    def measured_keys(self, device: str, kind: str, fingerprint_hash: str | None = None) -> set[str]:
+        """Keys already measured on ``device`` (under ``fingerprint_hash`` when given)."""
+        sql = "SELECT DISTINCT key FROM records WHERE device = ? AND kind = ?"
+        args: list = [device, kind]
+        if fingerprint_hash is not None:
+            sql += " AND fingerprint_hash = ?"
+            args.append(fingerprint_hash)
+        return {r[0] for r in self._db.execute(sql, args)}
+
+    def fingerprints(self, device: str) -> dict[str, dict]:
+        """Distinct fingerprints of ``device``'s records, by hash."""
+        rows = self._db.execute("SELECT DISTINCT fingerprint_hash, fingerprint FROM records WHERE device = ?", (device,))
+        return {h: json.loads(fp) for h, fp in rows}
+
+    def records(
+        self,
+        device: str | None = None,
+        kind: str | None = None,
+        space: str | None = None,
+        fingerprint_hash: str | None = None,
+    ) -> list[Measurement]:
+        """Records matching every given filter, oldest first."""
+        return list(self.iter_records(device, kind, space, fingerprint_hash))
+
+    def iter_records(self, device=None, kind=None, space=None, fingerprint_hash=None) -> Iterator[Measurement]:
+        where, args = [], []
+        for col, val in (("device", device), ("kind", kind), ("space", space), ("fingerprint_hash", fingerprint_hash)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT kind, key, space, device, fingerprint, environment, samples_ms, warmup, flags, timestamp FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        for row in self._db.execute(sql + " ORDER BY id", args):
+            kind_, key, space_, device_, fp, env, samples, warmup, flags, ts = row
+            yield Measurement(
+                kind_,
+                key,
+                space_,
+                device_,
+                tuple(json.loads(samples)),
+                warmup,
+                json.loads(fp),
+                json.loads(env),
+                ts,
+                tuple(json.loads(flags)),
+            )
+
+    def devices(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT device FROM records ORDER BY device")]
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    # -- export ----------------------------------------------------------------
+    def to_frame(self, **filters) -> pd.DataFrame:
+        """One row per record: key, device, statistics from the raw samples, samples, fingerprint fields."""
+        rows = []
+        for m in self.iter_records(**filters):
+            s = m.summary
+            row = {
+                "kind": m.kind,
+                "op_key" if m.kind == "op" else "arch": m.key,
+                "key": m.key,
+                "space": m.space,
+                "device": m.device,
+                "median_ms": s.median_ms,
+                "mean_ms": s.mean_ms,
+                "iqr_ms": s.iqr_ms,
+                "p90_ms": s.p90_ms,
+                "min_ms": s.min_ms,
+                "cv": s.cv,
+                "n_samples": s.n,
+                "outliers": s.outliers,
+                "warmup": m.warmup,
+                "flags": ",".join(m.flags),
+                "samples_ms": json.dumps(list(m.samples_ms)),
+                "timestamp": m.timestamp,
+            }
+            for k in IDENTITY_FIELDS:
+                row[k] = m.fingerprint.get(k, "")
+            for k, v in m.fingerprint.items():
+                if k not in IDENTITY_FIELDS:
+                    row[f"fp_{k}"] = v
+            for k, v in m.environment.items():
+                row[f"env_{k}"] = v
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def export(self, path: str | Path, fmt: str | None = None, **filters) -> int:
+        """Write the records to CSV or Parquet; returns the number of rows."""
+        path = Path(path)
+        fmt = fmt or path.suffix.lstrip(".")
+        frame = self.to_frame(**filters)
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        elif fmt == "parquet":
+            from hwprof.errors import require
+
+            require("pyarrow", "parquet")
+            frame.to_parquet(path, index=False)
+        else:
+            raise StoreError(f"unknown export format {fmt!r}; allowed: csv, parquet")
+        return len(frame)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
