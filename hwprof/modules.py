@@ -71,7 +71,7 @@ class MBConv(nn.Module):
     def __init__(self, op: OpSpec):
         super().__init__()
         g = op.groups
-        self.expand = ConvBNAct(op.cin, op.mid, 1, 1, g, op.act) if op.mid != op.cin else None
+        self.expand = ConvBNAct(op.cin, op.mid, 1, 1, g, op.act) if op.has_expansion else None
         self.shuffle = ChannelShuffle(g) if self.expand is not None and g > 1 else None
         self.depthwise = ConvBNAct(op.mid, op.mid, op.kernel, op.stride, op.mid, op.act)
         gate = "hsigmoid" if op.act == "hswish" else "sigmoid"
@@ -106,13 +106,13 @@ class ShuffleUnit(nn.Module):
         s, k, m = op.stride, op.kernel, op.mid
         cin = op.cin // 2 if s == 1 else op.cin
         out = op.cout // 2 if s == 1 else op.cout - op.cin
-        if xception:
+        if xception:  # SPOS's Xception unit: three k×k depthwise convs (k = 3 in the space)
             layers = [
-                ConvBNAct(cin, cin, 3, s, cin),
+                ConvBNAct(cin, cin, k, s, cin),
                 ConvBNAct(cin, m, 1, act="relu"),
-                ConvBNAct(m, m, 3, 1, m),
+                ConvBNAct(m, m, k, 1, m),
                 ConvBNAct(m, m, 1, act="relu"),
-                ConvBNAct(m, m, 3, 1, m),
+                ConvBNAct(m, m, k, 1, m),
                 ConvBNAct(m, out, 1, act="relu"),
             ]
         else:

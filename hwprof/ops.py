@@ -16,10 +16,11 @@ Kinds
 -----
 conv      k×k convolution (``groups``) + BatchNorm + activation
 mbconv    mobile inverted bottleneck: 1×1 expansion to ``mid`` (omitted when
-          ``mid == cin``), k×k depthwise, optional squeeze-excitation with
-          ``se`` channels, 1×1 linear projection; residual when stride 1 and
-          ``cin == cout``. ``groups > 1`` groups both 1×1 convs and shuffles
-          channels after the expansion (FBNet ``_g2``).
+          ``mid == cin`` and ``groups == 1``), k×k depthwise, optional
+          squeeze-excitation with ``se`` channels, 1×1 linear projection;
+          residual when stride 1 and ``cin == cout``. ``groups > 1`` groups
+          both 1×1 convs and shuffles channels after the expansion (FBNet
+          ``_g2``, whose ``e1`` candidates keep the grouped expansion).
 skip      identity (``cin == cout``, stride 1); costs nothing
 maxpool   k×k max pool with stride
 pool      global average pool to 1×1
@@ -104,6 +105,49 @@ class OpSpec:
             raise OpSpecError("a skip op is an identity: it needs cin == cout and stride 1")
         if self.kind in ("mbconv", "shuffle", "xception") and self.mid == 0:
             raise OpSpecError(f"{self.kind} op needs mid > 0")
+        self._check_shape()
+
+    def _check_shape(self) -> None:
+        """Reject field combinations the modules cannot build or that would alias another key."""
+        kind, name = self.kind, f"{self.kind} op"
+        # One op, one key: fields a kind does not use must keep their neutral value.
+        unused = {"mid": 0, "groups": 1, "se": 0}
+        if kind in ("mbconv", "shuffle", "xception"):
+            del unused["mid"]
+        if kind in ("conv", "mbconv"):
+            del unused["groups"]
+        if kind == "mbconv":
+            del unused["se"]
+        if kind in ("skip", "pool", "fc"):
+            unused.update(kernel=1, stride=1)
+        if kind in ("skip", "pool", "maxpool"):
+            unused["act"] = "none"
+        for field, neutral in unused.items():
+            if getattr(self, field) != neutral:
+                raise OpSpecError(f"{name} does not use {field}; set {field}={neutral} (got {getattr(self, field)})")
+        # Modules pad k // 2, so out_hw = ceil(H / stride) holds for odd kernels only.
+        if kind in ("conv", "mbconv", "maxpool", "shuffle", "xception") and self.kernel % 2 == 0:
+            raise OpSpecError(f"{name} needs an odd kernel (padding kernel // 2), got kernel {self.kernel}")
+        if kind in ("pool", "maxpool") and self.cout != self.cin:
+            raise OpSpecError(f"{name} keeps its channels: needs cout == cin, got {self.cin} → {self.cout}")
+        if kind == "fc" and (self.h, self.w) != (1, 1):
+            raise OpSpecError(f"fc op runs on a 1×1 map (after a pool): needs h = w = 1, got {self.h}×{self.w}")
+        g = self.groups
+        chans = {"conv": ("cin", "cout"), "mbconv": ("cin", "mid", "cout")}.get(kind, ())
+        for field in chans:
+            if getattr(self, field) % g:
+                raise OpSpecError(f"{name} with groups={g} needs {field} divisible by {g}, got {getattr(self, field)}")
+        if kind in ("shuffle", "xception"):
+            if self.stride == 1 and (self.cin != self.cout or self.cin % 2):
+                raise OpSpecError(
+                    f"stride-1 {name} splits its input in halves: needs cin == cout and even, "
+                    f"got {self.cin} → {self.cout}"
+                )
+            if self.stride > 1 and (self.cout <= self.cin or self.cout % 2):
+                raise OpSpecError(
+                    f"stride-{self.stride} {name} concatenates cin channels with cout - cin new ones, then "
+                    f"shuffles them in 2 groups: needs cout > cin and even, got {self.cin} → {self.cout}"
+                )
 
     # -- shape ---------------------------------------------------------------
     @property
@@ -118,13 +162,25 @@ class OpSpec:
         """Whether an ``mbconv`` adds its input back (stride 1, same channels)."""
         return self.kind == "mbconv" and self.stride == 1 and self.cin == self.cout
 
+    @property
+    def has_expansion(self) -> bool:
+        """Whether an ``mbconv`` has its 1×1 expansion conv (``mid != cin``, or grouped as FBNet ``_g2``)."""
+        return self.kind == "mbconv" and (self.mid != self.cin or self.groups > 1)
+
     def with_batch(self, batch: int) -> OpSpec:
         """The same op at another batch size."""
         return dataclasses.replace(self, batch=batch)
 
     # -- cost ----------------------------------------------------------------
     def macs(self) -> int:
-        """Multiply-accumulate operations of one forward pass (whole batch)."""
+        """Multiply-accumulate operations of one forward pass (whole batch).
+
+        Counts the convolutions and linear layers exactly (output elements ×
+        ``cin / groups`` × k²), plus, for ops without any: ``pool`` counts its
+        H·W·C additions and ``maxpool`` its Ho·Wo·C·k² comparisons. Not counted:
+        BatchNorm, activations, the residual add, and the squeeze-excitation
+        mean and rescale (SE counts only its two 1×1 convs, ``2 · mid · se``).
+        """
         h, w = self.h, self.w
         ho, wo = self.out_hw
         k2 = self.kernel * self.kernel
@@ -133,7 +189,7 @@ class OpSpec:
             n = ho * wo * co * (ci // g) * k2
         elif self.kind == "mbconv":
             n = ho * wo * m * k2 + ho * wo * m * co // g + 2 * m * self.se
-            if m != ci:
+            if self.has_expansion:
                 n += h * w * ci * m // g
         elif self.kind == "fc":
             n = ci * co
@@ -166,8 +222,10 @@ class OpSpec:
         if self.kind == "conv":
             return co * (ci // g) * k2
         if self.kind == "mbconv":
-            n = m * k2 + m * co // g + 2 * m * self.se + self.se + m
-            return n + (ci * m // g if m != ci else 0)
+            n = m * k2 + m * co // g
+            if self.se:  # SE reduce and expand 1×1 convs, with biases
+                n += 2 * m * self.se + self.se + m
+            return n + (ci * m // g if self.has_expansion else 0)
         if self.kind == "fc":
             return ci * co + co
         if self.kind == "shuffle":
@@ -216,7 +274,11 @@ def decode(key: str) -> OpSpec:
     values: dict[str, int] = {}
     for token, (name, prefix) in zip(ints + [batch], _INT_FIELDS + (("batch", "b"),)):
         digits = token[len(prefix) :]
-        if not token.startswith(prefix) or not digits.isdigit() or not digits.isascii():
-            raise OpSpecError(f"bad token {token!r} in key {key!r}; expected {prefix}<integer> for {name}")
+        canonical = digits.isascii() and digits.isdigit() and (digits == "0" or not digits.startswith("0"))
+        if not token.startswith(prefix) or not canonical:
+            raise OpSpecError(
+                f"bad token {token!r} in key {key!r}; expected {prefix}<integer> for {name} "
+                "(a non-negative integer without leading zeros)"
+            )
         values[name] = int(digits)
     return OpSpec(kind=kind, act=act, **values)

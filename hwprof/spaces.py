@@ -28,6 +28,8 @@ from hwprof.ops import OpSpec
 
 _MB = re.compile(r"^k(\d+)_e(\d+)(_g2)?(_se)?$")
 _SHUFFLE = re.compile(r"^shuffle_k(\d+)$")
+#: Channel multipliers of SPOS's channel search: 0.2 to 1.6 in steps of 0.2.
+SCALES: tuple[float, ...] = tuple(round(0.2 * i, 1) for i in range(1, 9))
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,13 @@ class Space:
         if cand == "xception" or _SHUFFLE.match(cand):
             mid = g.cout // 2
             if width is not None:
-                mid = max(1, int(round(mid * float(width))))
+                scale = float(width)
+                if not any(abs(scale - x) < 1e-9 for x in SCALES):
+                    raise SpaceError(
+                        f"channel multiplier {width!r} of {cand} at layer {g.index} of {self.name} "
+                        f"must be one of {', '.join(f'{x:g}' for x in SCALES)}"
+                    )
+                mid = max(1, int(round(mid * scale)))
             kernel = 3 if cand == "xception" else int(_SHUFFLE.match(cand).group(1))  # type: ignore[union-attr]
             kind = "xception" if cand == "xception" else "shuffle"
             return OpSpec(kind, g.h, g.h, g.cin, g.cout, mid, kernel, g.stride, 1, 0, g.act, batch)
@@ -323,9 +331,9 @@ class Space:
         choices: list[str] = []
         widths: list[int | float | None] = []
         for tok in toks:
-            name, _, width = tok.partition("@")
+            name, at, width = tok.partition("@")
             choices.append(name)
-            if not width:
+            if not at:
                 widths.append(None)
                 continue
             try:
@@ -365,10 +373,13 @@ class Space:
 
     def from_indices(self, indices: Sequence[int], resolution: int | None = None) -> Arch:
         """Architecture from candidate indices (columns of the ``[L, K]`` view)."""
-        try:
-            arch = Arch(tuple(self.candidates[int(i)] for i in indices), resolution)
-        except IndexError:
-            raise SpaceError(f"candidate index out of range 0..{self.max_choices - 1}: {list(indices)}") from None
+        indices = list(indices)
+        bad = [i for i in indices if not _is_index(i, self.max_choices)]
+        if bad:  # a negative index must not wrap around to the last candidate
+            raise SpaceError(
+                f"candidate index out of range 0..{self.max_choices - 1} in {self.name}: {bad} in {indices}"
+            )
+        arch = Arch(tuple(self.candidates[int(i)] for i in indices), resolution)
         self.validate(arch)
         return arch
 
@@ -379,7 +390,8 @@ class Space:
 
     def one_hot(self, archs: Iterable[Arch | str]) -> np.ndarray:
         """Layer-major one-hot, float ``[N, L·K]`` (index = layer·K + candidate)."""
-        idx = np.stack([self.indices(a) for a in archs])
+        rows = [self.indices(a) for a in archs]
+        idx = np.stack(rows) if rows else np.zeros((0, self.num_layers), dtype=np.int64)
         out = np.zeros((len(idx), self.num_layers, self.max_choices), dtype=np.float32)
         np.put_along_axis(out, idx[:, :, None], 1.0, axis=2)
         return out.reshape(len(idx), -1)
@@ -432,6 +444,14 @@ class Space:
     def input_resolution(self, arch: Arch | str) -> int:
         arch = self._coerce(arch)
         return arch.resolution or self.default_resolution
+
+
+def _is_index(value: object, size: int) -> bool:
+    """Whether ``value`` is an integral number in ``[0, size)``."""
+    try:
+        return float(value).is_integer() and 0 <= float(value) < size  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _make_divisible(v: float, divisor: int) -> int:
