@@ -91,6 +91,9 @@ class Store:
             raise StoreError(f"{self.path} cannot be read as an hwprof store ({exc}); it was left untouched") from exc
 
     def _check_existing(self) -> None:
+        check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"{self.path} is a damaged SQLite file ({check}); it was left untouched")
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables or "records" not in tables:
             raise StoreError(f"{self.path} is an SQLite file of another application (no hwprof tables); left untouched")

@@ -1,0 +1,197 @@
+"""Measurement campaigns: many workloads on one device into one store.
+
+A campaign (:func:`run_campaign`)
+
+1. fingerprints the device and refuses to append to a store whose records
+   for that device were taken under another fingerprint (the error names
+   the fields) unless told to;
+2. skips every workload already in the store under the same fingerprint, so
+   a re-run after an interruption resumes and never duplicates a record;
+3. times each remaining workload with :func:`hwprof.protocol.measure` and
+   commits its record at once;
+4. re-measures a sentinel workload every ``plan.sentinel_every`` records and
+   flags drift (thermal throttling, a neighbour process) when its median
+   moves by more than ``plan.drift_tolerance``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hwprof.devices import Device
+from hwprof.errors import DeviceError, FingerprintMismatchError, HwprofError
+from hwprof.measurement import Measurement, Workload, check_compatible, fingerprint_hash
+from hwprof.protocol import Outcome, Plan, measure, warn
+from hwprof.spaces import Space
+from hwprof.store import Store
+
+
+def op_workloads(
+    space: Space, resolution: int | None = None, batch: int = 1, width_steps: int = 0
+) -> list[Workload]:
+    """Every distinct op of ``space`` (all legal candidates of every layer, plus stem and head).
+
+    Identity skips cost nothing and are left out. With ``width_steps > 1`` in a
+    space with elastic mid channels (tfnas), each MBConv candidate is also
+    measured at ``width_steps`` mid-channel counts evenly spread over its range.
+    """
+    ops = {op for row in space.choice_ops(resolution, batch) for op in row if op is not None}
+    ops.update(space.fixed_ops(resolution, batch))
+    if width_steps > 1 and space.width == "mid":
+        for g in space.geometry(resolution):
+            for cand in space.layer_choices(g.index):
+                if cand == "skip":
+                    continue
+                lo, hi = space.mid_range(g, cand)
+                for mid in np.unique(np.linspace(lo, hi, width_steps).round().astype(int)):
+                    ops.add(space.candidate_op(g, cand, int(mid), batch))
+    return [Workload.of_op(op) for op in sorted(ops, key=lambda o: o.encode()) if op.kind != "skip"]
+
+
+def arch_workloads(space: Space, n: int, seed: int = 0, batch: int = 1) -> list[Workload]:
+    """``n`` random architectures of ``space`` (seeded), end to end."""
+    return [Workload.of_arch(space.name, a.encode(), batch) for a in space.sample(n, seed)]
+
+
+@dataclass
+class CampaignReport:
+    """What a campaign did; ``records`` are the new ones in measuring order."""
+
+    planned: int
+    skipped: int
+    records: list[Measurement] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    interrupted: str = ""
+    wall_s: float = 0.0
+
+
+def check_store_fingerprint(store: Store, device: str, fp: dict[str, str], allow_new: bool) -> None:
+    """Refuse to mix records of ``device`` taken under another fingerprint (unless ``allow_new``)."""
+    for other in store.fingerprints(device).values():
+        try:
+            check_compatible(other, fp, what=f"records of {device!r} in {store.path} and this run")
+        except FingerprintMismatchError as exc:
+            if not allow_new:
+                raise FingerprintMismatchError(
+                    f"{exc}. Use another --store, or pass --allow-new-fingerprint to keep both sets side by side."
+                ) from None
+
+
+def run_campaign(
+    device: Device,
+    workloads: Sequence[Workload],
+    store: Store,
+    plan: Plan | None = None,
+    *,
+    workdir: Path | None = None,
+    allow_new_fingerprint: bool = False,
+    on_record: Callable[[Measurement | None, Workload], None] | None = None,
+) -> CampaignReport:
+    """Measure every workload not yet in ``store`` (see the module docstring).
+
+    Parameters
+    ----------
+    device : Device
+        An opened device.
+    workloads : sequence of Workload
+        What to measure, in order.
+    store : Store
+        Where records go (committed one by one).
+    plan : Plan, optional
+        Protocol parameters; defaults to the device config's.
+    workdir : Path, optional
+        Where artifacts are written; a temporary folder when omitted.
+    allow_new_fingerprint : bool
+        Append even when the store holds records of this device under another fingerprint.
+    on_record : callable, optional
+        Called after each workload with its new record (None when it failed).
+
+    Returns
+    -------
+    CampaignReport
+        Planned, skipped, new records, failures, drift notes. A
+        :class:`DeviceError` (device gone after the backend's retries) or
+        Ctrl-C stops the campaign cleanly: ``interrupted`` says why and every
+        finished record is already in the store.
+    """
+    plan = plan or device.config.plan
+    t0 = time.perf_counter()
+    name = device.config.name
+    fp = device.fingerprint()
+    check_store_fingerprint(store, name, fp, allow_new_fingerprint)
+    done = store.measured_keys(name, workloads[0].kind, fingerprint_hash(fp)) if workloads else set()
+    todo = [w for w in workloads if w.key not in done]
+    report = CampaignReport(planned=len(workloads), skipped=len(workloads) - len(todo))
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="hwprof-")
+        workdir = Path(tmp.name)
+
+    def timed(w: Workload) -> Outcome:
+        handle = device.prepare(w, workdir)
+        try:
+            return measure(lambda runs, warmup: device.run(handle, runs, warmup), plan)
+        finally:
+            device.release(handle)
+
+    sentinel: Workload | None = todo[0] if todo else None
+    reference_ms: float | None = None
+    drifting = False
+    try:
+        for i, w in enumerate(todo):
+            if sentinel is not None and plan.sentinel_every and i % plan.sentinel_every == 0:
+                median = timed(sentinel).summary.median_ms
+                if reference_ms is None:
+                    reference_ms = median
+                else:
+                    change = median / reference_ms - 1
+                    drifting = abs(change) > plan.drift_tolerance
+                    if drifting:
+                        note = f"sentinel {sentinel.key} moved {change:+.1%} after {i} records"
+                        report.drift.append(note)
+                        warn(f"drift: {note}; let the device cool down or quiet the machine, then re-measure")
+            try:
+                outcome = timed(w)
+            except DeviceError:
+                raise
+            except HwprofError as exc:
+                report.failed.append((w.key, str(exc)))
+                warn(f"{w.key}: {exc}")
+                if on_record:
+                    on_record(None, w)
+                continue
+            flags = outcome.flags + (("drift",) if drifting else ())
+            for advice in outcome.advice:
+                warn(f"{w.key}: {advice}")
+            m = Measurement(
+                w.kind,
+                w.key,
+                w.space,
+                name,
+                outcome.samples_ms,
+                outcome.warmup,
+                fp,
+                device.environment(),
+                time.time(),
+                flags,
+            )
+            store.add(m)
+            report.records.append(m)
+            if on_record:
+                on_record(m, w)
+    except DeviceError as exc:
+        report.interrupted = f"device error: {exc}"
+    except KeyboardInterrupt:
+        report.interrupted = "interrupted by the user"
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+        report.wall_s = time.perf_counter() - t0
+    return report

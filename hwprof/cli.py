@@ -1,0 +1,254 @@
+"""The ``hwprof`` command line.
+
+Results go to stdout, warnings and errors to stderr. Every hwprof error
+exits with status 2 and one line that says what to do next.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hwprof.errors import HwprofError
+
+app = typer.Typer(help="Hardware latency profiling and prediction for hardware-aware NAS.", no_args_is_help=True)
+device_app = typer.Typer(help="Inspect and tune one device.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_DEVICE = "cpu"
+
+
+def default_store() -> Path:
+    """``$HWPROF_STORE`` or ``hwprof.sqlite`` in the working directory."""
+    return Path(os.environ.get("HWPROF_STORE", "hwprof.sqlite"))
+
+
+StoreOpt = typer.Option(None, "--store", help="SQLite store (default: $HWPROF_STORE or ./hwprof.sqlite).")
+
+
+@app.command()
+def devices() -> None:
+    """List device configs: built-in and user ones, one line each."""
+    from hwprof.devices import config_files, parse_config
+
+    table = Table("device", "backend", "batch", "threads", "description", "config")
+    for name, path in sorted(config_files().items()):
+        try:
+            c = parse_config(path)
+            table.add_row(name, c.backend, str(c.batch), str(c.threads), c.description, str(path))
+        except HwprofError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", "", str(exc), str(path))
+    out.print(table)
+
+
+@app.command()
+def spaces() -> None:
+    """List the built-in search spaces."""
+    from hwprof.spaces import SPACES
+
+    table = Table("space", "layers", "candidates", "legal choices", "resolution", "description")
+    for name, sp in SPACES.items():
+        res = f"{min(sp.resolutions)}-{max(sp.resolutions)}" if sp.elastic_resolution else str(sp.resolutions[0])
+        table.add_row(name, str(sp.num_layers), str(sp.max_choices), str(int(sp.mask.sum())), res, sp.description)
+    out.print(table)
+
+
+@app.command()
+def measure(
+    device: str = typer.Option(DEFAULT_DEVICE, "--device", "-d", help="Device name or TOML path."),
+    space: str = typer.Option("proxylessnas", "--space", "-s", help="Search space."),
+    ops: bool = typer.Option(False, "--ops", help="Measure every distinct operator of the space."),
+    archs: int = typer.Option(0, "--archs", help="Measure N random architectures end to end."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the architecture sample."),
+    store: Optional[Path] = StoreOpt,
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the device's)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution (elastic spaces)."),
+    width_steps: int = typer.Option(0, "--width-steps", help="Also sweep mid channels at N points (tfnas)."),
+    target_ci: Optional[float] = typer.Option(None, help="Target half-width of the median's 95% CI (0.01 = ±1%)."),
+    max_runs: Optional[int] = typer.Option(None, help="Cap on timed runs per workload."),
+    min_runs: Optional[int] = typer.Option(None, help="Timed runs before the CI target is checked."),
+    max_time: Optional[float] = typer.Option(None, "--max-time", help="Cap on timing seconds per workload."),
+    warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
+    limit: Optional[int] = typer.Option(None, help="Measure at most N workloads (for a quick look)."),
+    allow_new_fingerprint: bool = typer.Option(False, help="Append although the store has this device under another environment."),
+    workdir: Optional[Path] = typer.Option(None, help="Keep the exported artifacts in this folder."),
+) -> None:
+    """Measure operators (--ops) or random architectures (--archs N) on a device into the store."""
+    import dataclasses
+
+    from hwprof.campaign import arch_workloads, op_workloads, run_campaign
+    from hwprof.devices import load_config, open_device
+    from hwprof.spaces import space as get_space
+    from hwprof.store import Store
+
+    if ops == bool(archs):
+        raise typer.BadParameter("give exactly one of --ops or --archs N")
+    config = load_config(device)
+    if batch is not None:
+        config = dataclasses.replace(config, batch=batch)
+    plan = config.plan.updated(
+        {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time, "warmup_runs": warmup_runs}
+    )
+    sp = get_space(space)
+    work = op_workloads(sp, resolution, config.batch, width_steps) if ops else arch_workloads(sp, archs, seed, config.batch)
+    if limit is not None:
+        work = work[:limit]
+    db = Store(store or default_store())
+    dev = open_device(config)
+    what = f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
+    err.print(f"hwprof: measuring {what} into {db.path}")
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("measuring", total=len(work))
+            known = db.measured_keys(config.name, work[0].kind) if work else set()
+            progress.update(task, completed=sum(w.key in known for w in work))
+            report = run_campaign(
+                dev,
+                work,
+                db,
+                plan,
+                workdir=workdir,
+                allow_new_fingerprint=allow_new_fingerprint,
+                on_record=lambda m, w: progress.advance(task),
+            )
+    finally:
+        dev.close()
+    _print_records(report.records)
+    new = len(report.records)
+    summary = f"{new} new records, {report.skipped} already in the store, {len(report.failed)} failed, {report.wall_s:.1f} s"
+    if new == 0 and not report.failed and not report.interrupted:
+        summary = f"nothing new to measure: all {report.planned} workloads are already in {db.path}"
+    out.print(summary)
+    if report.interrupted:
+        err.print(f"hwprof: stopped early ({report.interrupted}); every finished record is kept. Re-run to resume.")
+        raise typer.Exit(130 if "user" in report.interrupted else 3)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_records(records, limit: int = 40) -> None:
+    if not records:
+        return
+    table = Table("median ms", "IQR ms", "runs", "CV", "flags", title="new records")
+    table.add_column("workload", overflow="fold")
+    shown = records if len(records) <= limit else records[: limit // 2] + records[-limit // 2 :]
+    for m in shown:
+        s = m.summary
+        table.add_row(f"{s.median_ms:.4f}", f"{s.iqr_ms:.3f}", str(s.n), f"{s.cv:.1%}", ",".join(m.flags), m.key)
+    if len(records) > limit:
+        table.caption = f"{len(records) - limit} rows not shown; `hwprof export` writes them all"
+    out.print(table)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def export(
+    store: Optional[Path] = StoreOpt,
+    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv or parquet."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    device: Optional[str] = typer.Option(None, help="Only this device's records."),
+) -> None:
+    """Export the store: one row per record with statistics, raw samples and fingerprint."""
+    from hwprof.store import Store
+
+    path = store or default_store()
+    if not path.exists():
+        raise HwprofError(f"store {path} does not exist; measure first or pass --store")
+    n = Store(path).export(output, fmt.value, device=device)
+    out.print(f"wrote {n} records to {output}")
+
+
+def _open(name: str):
+    from hwprof.devices import open_device
+
+    return open_device(name)
+
+
+@device_app.command("show")
+def device_show(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
+    """Identity, runtime and current state of a device."""
+    dev = _open(name)
+    try:
+        info = dev.describe() if hasattr(dev, "describe") else {**dev.fingerprint(), **dev.environment()}
+    finally:
+        dev.close()
+    table = Table("field", "value", title=name)
+    for k, v in info.items():
+        table.add_row(k, str(v))
+    out.print(table)
+
+
+@device_app.command("tune")
+def device_tune(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
+    """Lock what can be locked for stable timings, and say what could not be done."""
+    dev = _open(name)
+    try:
+        lines = dev.tune() if hasattr(dev, "tune") else ["this device has no tuning steps; measure with 1 thread on a quiet machine"]
+    finally:
+        dev.close()
+    for line in lines:
+        out.print(line)
+
+
+def _register_plugins() -> None:
+    """Mount the command groups of other modules (predictors, phones)."""
+    import importlib
+
+    for module in ("hwprof.cli_predict", "hwprof.cli_android"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_plugins()
+
+
+def main() -> None:
+    """Console entry point: run the app, turning hwprof errors into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except HwprofError as exc:
+        err.print(f"hwprof: error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("hwprof: aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

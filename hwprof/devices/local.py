@@ -1,0 +1,173 @@
+"""Local CPU devices: ONNX Runtime, LiteRT (XNNPACK) and PyTorch eager.
+
+Each device drives one worker subprocess (:mod:`hwprof.devices.worker`). The
+worker's environment is set before it starts: the thread count for OpenMP and
+MKL, and glibc's ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` so that
+large tensors are not returned to the OS between runs (without them PyTorch
+eager timings drift with the allocator's state). A worker that dies is
+restarted at the next ``prepare``; the workload in flight fails with a
+:class:`~hwprof.errors.MeasurementError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hwprof import __version__
+from hwprof.devices import DeviceConfig
+from hwprof.errors import MeasurementError, require
+from hwprof.measurement import Workload
+
+#: glibc malloc settings for workers (bytes): keep freed blocks in the heap.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
+class WorkerDevice:
+    """Base of the local devices: owns the worker subprocess.
+
+    Subclasses set ``runtime`` (worker runtime name), ``artifact_format``
+    (``"onnx"``, ``"tflite"`` or None to send the workload itself) and
+    ``module``/``extra`` (the optional dependency and its hwprof extra).
+    """
+
+    runtime = ""
+    artifact_format: str | None = None
+    module = ""
+    extra = ""
+
+    def __init__(self, config: DeviceConfig):
+        require(self.module, self.extra)
+        self.config = config
+        self._proc: subprocess.Popen | None = None
+        self._info: dict | None = None
+
+    # -- worker plumbing -------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = str(self.config.threads)
+        env.update(MALLOC_ENV)
+        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
+        env.update({k: str(v) for k, v in self.config.options.get("env", {}).items()})
+        return env
+
+    def _worker(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "hwprof.devices.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=self._env(),
+                text=True,
+                bufsize=1,
+            )
+        return self._proc
+
+    def _call(self, **req: Any) -> dict:
+        proc = self._worker()
+        try:
+            proc.stdin.write(json.dumps(req) + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            code = proc.wait(timeout=10)
+            self._proc = None
+            raise MeasurementError(
+                f"the {self.runtime} worker died (exit code {code}) during {req.get('cmd')}; "
+                "the runtime crashed on this workload. It is restarted for the next one."
+            )
+        resp = json.loads(line)
+        if "error" in resp:
+            raise MeasurementError(f"{self.runtime} worker: {resp['error']}")
+        return resp
+
+    # -- Device protocol ---------------------------------------------------------
+    def fingerprint(self) -> dict[str, str]:
+        if self._info is None:
+            self._info = self._call(cmd="info", runtime=self.runtime)
+        return {
+            "device": self.config.name,
+            "backend": self.config.backend,
+            "runtime": self.runtime,
+            "runtime_version": self._info["runtime_version"],
+            "threads": str(self.config.threads),
+            "batch": str(self.config.batch),
+            "cpu": self._info["cpu"],
+            "hwprof_version": __version__,
+        }
+
+    def environment(self) -> dict[str, str]:
+        try:
+            load1 = os.getloadavg()[0]
+        except OSError:
+            return {}
+        return {"loadavg_1m": f"{load1:.2f}"}
+
+    def prepare(self, workload: Workload, workdir: Path) -> int:
+        req: dict[str, Any] = {
+            "cmd": "load",
+            "runtime": self.runtime,
+            "threads": self.config.threads,
+            "input_shape": list(workload.input_shape()),
+        }
+        if self.artifact_format is None:
+            req["workload"] = workload.to_dict()
+        else:
+            req["path"] = str(workload.export(self.artifact_format, workdir))
+        return int(self._call(**req)["handle"])
+
+    def run(self, prepared: int, runs: int, warmup: int = 0) -> list[float]:
+        return [float(x) for x in self._call(cmd="run", handle=prepared, runs=runs, warmup=warmup)["samples_ms"]]
+
+    def release(self, prepared: int) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._call(cmd="release", handle=prepared)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self._proc = None
+
+    def describe(self) -> dict[str, str]:
+        return {**self.fingerprint(), **self.environment(), "config": str(self.config.path or "")}
+
+    def status(self) -> str:
+        return "local"
+
+
+class OnnxRuntimeDevice(WorkerDevice):
+    """ONNX Runtime CPU execution provider, sequential, ``threads`` intra-op threads."""
+
+    runtime = "onnxruntime"
+    artifact_format = "onnx"
+    module = "onnxruntime"
+    extra = "onnx"
+
+
+class LiteRTDevice(WorkerDevice):
+    """LiteRT (TFLite) interpreter with its default XNNPACK delegate."""
+
+    runtime = "litert"
+    artifact_format = "tflite"
+    module = "ai_edge_litert"
+    extra = "litert"
+
+
+class TorchDevice(WorkerDevice):
+    """PyTorch eager mode under ``inference_mode``, ``threads`` intra-op threads."""
+
+    runtime = "torch"
+    artifact_format = None
+    module = "torch"
+    extra = "torch"

@@ -1,0 +1,107 @@
+"""Campaigns on the real local CPU: resume, kill -9, fingerprints, drift sentinel."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hwprof.campaign import arch_workloads, op_workloads, run_campaign
+from hwprof.devices import open_device
+from hwprof.errors import FingerprintMismatchError
+from hwprof.protocol import Plan
+from hwprof.spaces import space
+from hwprof.store import Store
+
+FAST = Plan(warmup_runs=2, warmup_s=0, min_runs=5, max_runs=10, chunk=5, max_time_s=2, sentinel_every=3)
+
+
+def test_op_workloads_are_distinct_and_cover_every_candidate():
+    sp = space("proxylessnas")
+    work = op_workloads(sp)
+    keys = [w.key for w in work]
+    assert len(keys) == len(set(keys))
+    assert not any(k.startswith("skip") for k in keys)
+    for row in sp.choice_ops():
+        for op in row:
+            if op is not None and op.kind != "skip":
+                assert op.encode() in keys
+    assert all(op.encode() in keys for op in sp.fixed_ops())
+
+
+def test_width_sweep_adds_mid_channel_grid():
+    sp = space("tfnas")
+    base = op_workloads(sp)
+    swept = op_workloads(sp, width_steps=3)
+    assert len(swept) > len(base)
+    mids = {w.op.mid for w in swept if w.op.kind == "mbconv" and w.op.cin == 24 and w.op.kernel == 3 and w.op.h == 56}
+    assert {48, 72, 96} <= mids  # e3 range [2·24, 4·24] at 3 points
+
+
+def test_campaign_resumes_and_refuses_other_fingerprints(tmp_path):
+    sp = space("fbnet-c100")
+    work = op_workloads(sp)[:6]
+    store = Store(tmp_path / "s.sqlite")
+    dev = open_device("cpu")
+    try:
+        first = run_campaign(dev, work[:4], store, FAST)
+        assert len(first.records) == 4 and first.skipped == 0 and not first.interrupted
+        second = run_campaign(dev, work, store, FAST)
+        assert second.skipped == 4 and [m.key for m in second.records] == [w.key for w in work[4:]]
+        assert len(store) == 6
+        again = run_campaign(dev, work, store, FAST)
+        assert again.records == [] and again.skipped == 6
+    finally:
+        dev.close()
+    other = open_device("cpu-litert")
+    try:
+        other.config = type(other.config)(**{**other.config.__dict__, "name": "cpu"})
+        with pytest.raises(FingerprintMismatchError, match="runtime"):
+            run_campaign(other, work, store, FAST)
+    finally:
+        other.close()
+
+
+def test_arch_campaign_end_to_end(tmp_path):
+    sp = space("fbnet-c100")
+    work = arch_workloads(sp, 2, seed=3)
+    store = Store(tmp_path / "s.sqlite")
+    dev = open_device("cpu")
+    try:
+        rep = run_campaign(dev, work, store, FAST)
+    finally:
+        dev.close()
+    assert [m.key for m in rep.records] == [a.encode() for a in sp.sample(2, seed=3)]
+    assert all(m.space == "fbnet-c100" and m.kind == "arch" and m.median_ms > 0 for m in rep.records)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
+    store_path = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
+           "--store", str(store_path), "--limit", "12", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
+           "--warmup-runs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline:
+        if store_path.exists():
+            try:
+                n = len(Store(store_path))
+            except Exception:
+                n = 0
+        if n >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= n < 12
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    keys = [m.key for m in Store(store_path).records()]
+    assert len(keys) == len(set(keys)) == 12
+    final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert "nothing new to measure" in final.stdout
