@@ -1,0 +1,171 @@
+"""What every latency model shares: the space's ``[L, K]`` view and input checks.
+
+A latency model is deliberately *not* an ``nn.Module``: a searcher may hold it
+inside its supernet, and its frozen tables or predictor weights must not show
+up in the supernet's ``parameters()`` or ``state_dict()``. Its tensors follow
+the dtype and device of the weights it is given (cached per dtype/device).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from hwprof.errors import SpaceError
+from hwprof.latency.weights import gumbel_softmax, masked_softmax
+
+if TYPE_CHECKING:
+    from hwprof.spaces import Arch, Space
+
+
+class LatencyModel:
+    """Base class: expected latency of architecture weights, latency of discrete architectures.
+
+    Attributes
+    ----------
+    space : Space or None
+        The space whose ``[L, K]`` view the model reads (None for a model
+        built from bare arrays).
+    mask : ndarray of bool ``[L, K]``
+        Legal candidates per layer.
+    strict : bool
+        When True (default), :meth:`expected` raises if weights are non-zero
+        on an illegal column; when False such weights are ignored (priced at
+        0 ms by a table) — a silent bias, so only for callers that mask
+        themselves.
+    """
+
+    space: Space | None
+    mask: np.ndarray
+    strict: bool
+
+    def __init__(self, mask: np.ndarray, space: Space | None = None, strict: bool = True):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 2:
+            raise SpaceError(f"mask must be bool [L, K], got shape {mask.shape}")
+        if space is not None and mask.shape != (space.num_layers, space.max_choices):
+            raise SpaceError(
+                f"the table is {mask.shape[0]}x{mask.shape[1]} but space {space.name} is "
+                f"{space.num_layers}x{space.max_choices} [L, K]; build the table for this space"
+            )
+        self.mask = mask
+        self.space = space
+        self.strict = strict
+        self._mask_flat = np.ascontiguousarray(mask.reshape(-1))
+        self._illegal_cache: dict[tuple, torch.Tensor] = {}
+
+    # -- shape -------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """``L``."""
+        return self.mask.shape[0]
+
+    @property
+    def max_choices(self) -> int:
+        """``K``."""
+        return self.mask.shape[1]
+
+    # -- weights helpers ---------------------------------------------------------
+    def masked_softmax(self, alpha: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        """Softmax of logits ``[..., L, K]`` over each layer's legal candidates (see :func:`masked_softmax`)."""
+        return masked_softmax(alpha, self.mask, tau)
+
+    def gumbel_softmax(
+        self, alpha: torch.Tensor, tau: float = 1.0, hard: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Gumbel-softmax sample ``[..., L, K]`` over legal candidates (see :func:`gumbel_softmax`)."""
+        return gumbel_softmax(alpha, self.mask, tau, hard, generator)
+
+    def __call__(self, weights: torch.Tensor) -> torch.Tensor:
+        return self.expected(weights)
+
+    def expected(self, weights: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, archs) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def arch_latency(self, arch: Arch | str) -> float:
+        """Latency (ms) of one architecture given as an :class:`Arch` or its text form."""
+        return float(self.score([arch])[0])
+
+    # -- checks ------------------------------------------------------------------
+    def _check_weights(self, weights: torch.Tensor) -> None:
+        if not isinstance(weights, torch.Tensor):
+            raise TypeError(f"weights must be a torch.Tensor [..., L, K], got {type(weights).__name__}")
+        if weights.dim() not in (2, 3) or tuple(weights.shape[-2:]) != self.mask.shape:
+            raise SpaceError(
+                f"weights have shape {tuple(weights.shape)}; expected [L, K] or [B, L, K] with "
+                f"[L, K] = {list(self.mask.shape)}"
+            )
+        if self.strict and not self._mask_flat.all():
+            illegal = self._illegal_like(weights)
+            if bool((weights.detach() * illegal).any()):
+                bad = np.argwhere((weights.detach().reshape(-1, *self.mask.shape).cpu().numpy() != 0) & ~self.mask)
+                _, layer, col = bad[0]
+                name = self.space.candidates[col] if self.space is not None else f"column {col}"
+                raise SpaceError(
+                    f"weights put mass on {name} at layer {layer}, which the layer does not have; "
+                    "build weights with model.masked_softmax / model.gumbel_softmax (or mask the logits), "
+                    "or construct the model with strict=False to ignore illegal columns"
+                )
+
+    def _illegal_like(self, weights: torch.Tensor) -> torch.Tensor:
+        key = (weights.dtype, weights.device)
+        t = self._illegal_cache.get(key)
+        if t is None:
+            t = torch.as_tensor(~self.mask, dtype=weights.dtype, device=weights.device)
+            self._illegal_cache[key] = t
+        return t
+
+    def indices(self, archs: np.ndarray | Sequence[Arch | str] | Iterable) -> np.ndarray:
+        """Candidate indices ``int64 [N, L]`` of ``archs``, checked against the mask.
+
+        ``archs`` is an integer array ``[N, L]`` (or ``[L]`` for one), or a
+        sequence of :class:`Arch` / architecture strings (needs ``space``).
+
+        Raises
+        ------
+        SpaceError
+            For a wrong shape, an index out of range or an illegal candidate.
+        """
+        if isinstance(archs, torch.Tensor):
+            idx = archs.detach().cpu().numpy()
+        elif isinstance(archs, np.ndarray):
+            idx = archs
+        else:
+            items = [archs] if isinstance(archs, str) or hasattr(archs, "choices") else list(archs)
+            if items and (isinstance(items[0], str) or hasattr(items[0], "choices")):
+                if self.space is None:
+                    raise SpaceError("this latency model has no space; pass candidate indices int [N, L]")
+                self._check_resolution(items)
+                idx = np.stack([self.space.indices(a) for a in items])
+            else:
+                idx = np.asarray(items, dtype=np.int64) if items else np.zeros((0, self.num_layers), np.int64)
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu":
+            raise SpaceError(f"architecture indices must be integers, got dtype {idx.dtype}")
+        if idx.ndim == 1:
+            idx = idx[None, :]
+        if idx.ndim != 2 or idx.shape[1] != self.num_layers:
+            raise SpaceError(f"architecture indices have shape {idx.shape}; expected [N, {self.num_layers}]")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.max_choices):
+            raise SpaceError(f"candidate index out of range 0..{self.max_choices - 1}")
+        if not self._mask_flat.all():
+            flat = idx + np.arange(self.num_layers, dtype=np.int64) * self.max_choices
+            ok = self._mask_flat[flat]
+            if not ok.all():
+                row, layer = np.argwhere(~ok)[0]
+                col = idx[row, layer]
+                name = self.space.candidates[col] if self.space is not None else f"column {col}"
+                raise SpaceError(f"architecture {row} uses {name} at layer {layer}, which the layer does not have")
+        return idx
+
+    def _check_resolution(self, archs: Sequence) -> None:
+        """Hook for models built for one resolution; the base model has none."""
+
+
+__all__ = ["LatencyModel"]

@@ -1,0 +1,282 @@
+"""Latency model of a lookup table: expected latency in torch, batched scores in numpy.
+
+The table's ``[L, K]`` view ``values`` (ms, 0 where the mask is False) and a
+constant for the fixed layers (stem, head) are all it needs:
+
+- ``expected(w) = Σ_l Σ_k w[l, k] · values[l, k] + constant`` (ProxylessNAS,
+  FBNet, TF-NAS: the expected latency under the architecture distribution);
+- ``score(idx) = Σ_l values[l, idx[l]] + constant`` for many discrete
+  architectures at once (SPOS / OFA evolutionary search).
+
+Summation order is the same in both (left to right over layers, then the
+constant), and products with a zero weight are exact zeros, so at a one-hot
+input ``expected`` equals ``score`` and the plain Python sum
+``sum(values[l, idx[l]] for l) + constant`` bit for bit in float64.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from hwprof.errors import ConfigError, SpaceError
+from hwprof.latency.base import LatencyModel
+
+if TYPE_CHECKING:
+    from hwprof.latency.width import WidthCurve
+    from hwprof.spaces import Space
+
+
+class TableLatencyModel(LatencyModel):
+    """Latency model of an additive lookup table.
+
+    Parameters
+    ----------
+    values : array ``[L, K]``
+        Latency of candidate ``k`` at layer ``l`` in ms; entries where
+        ``mask`` is False are ignored (set to 0).
+    mask : bool array ``[L, K]``
+        Legal candidates.
+    constant_ms : float
+        Latency of the fixed layers (stem, head), added once.
+    space : Space, optional
+        The space the table was built for (enables architecture strings,
+        depth weights and stage structure).
+    resolution : int, optional
+        Input resolution the table was built at (spaces with elastic
+        resolution have one table per resolution).
+    strict : bool
+        See :class:`LatencyModel`.
+    table : LatencyTable, optional
+        The source table, kept for width curves.
+
+    Examples
+    --------
+    >>> lat = TableLatencyModel.from_table(table, hwprof.space("proxylessnas"))  # doctest: +SKIP
+    >>> e = lat.expected(lat.masked_softmax(alpha))                             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        mask: np.ndarray | None = None,
+        constant_ms: float = 0.0,
+        space: Space | None = None,
+        resolution: int | None = None,
+        strict: bool = True,
+        table: Any = None,
+    ):
+        values = np.array(values, dtype=np.float64)
+        if values.ndim != 2:
+            raise SpaceError(f"values must be [L, K] ms, got shape {values.shape}")
+        if mask is None:
+            mask = space.mask if space is not None else np.ones(values.shape, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != values.shape:
+            raise SpaceError(f"values {values.shape} and mask {mask.shape} differ in shape")
+        super().__init__(mask, space, strict)
+        legal = values[mask]
+        if not np.isfinite(legal).all():
+            raise ConfigError("the table has a non-finite latency on a legal candidate; re-measure that entry")
+        if not np.isfinite(constant_ms):
+            raise ConfigError(f"constant_ms must be finite, got {constant_ms}")
+        values[~mask] = 0.0
+        self.values = values
+        self.constant_ms = float(constant_ms)
+        self.resolution = resolution
+        self.table = table
+        self._flat = np.ascontiguousarray(values.reshape(-1))
+        self._offsets = np.arange(self.num_layers, dtype=np.int64) * self.max_choices
+        self._cache: dict[tuple, torch.Tensor] = {}
+        self._curves: dict[tuple[int, str], WidthCurve] = {}
+        self._depth_index: np.ndarray | None = None
+
+    @classmethod
+    def from_table(
+        cls, table: Any, space: Space, resolution: int | None = None, strict: bool = True
+    ) -> TableLatencyModel:
+        """Build from a ``LatencyTable`` (anything with ``matrix(space, resolution)``)."""
+        values, mask, constant_ms = table.matrix(space, resolution=resolution)
+        return cls(values, mask, constant_ms, space, resolution, strict, table)
+
+    # -- torch -------------------------------------------------------------------
+    def _values(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        t = self._cache.get(key)
+        if t is None:
+            t = torch.as_tensor(self.values, dtype=like.dtype, device=like.device)
+            self._cache[key] = t
+        return t
+
+    def layer_latency(self, weights: torch.Tensor) -> torch.Tensor:
+        """Expected latency of each searchable layer, ``[..., L]`` ms (no constant)."""
+        self._check_weights(weights)
+        return (weights * self._values(weights)).sum(-1)
+
+    def expected(self, weights: torch.Tensor) -> torch.Tensor:
+        """Expected latency ``Σ w·values + constant`` in ms, differentiable in ``weights``.
+
+        Parameters
+        ----------
+        weights : Tensor ``[L, K]`` or ``[B, L, K]``
+            Architecture weights: softmax, soft Gumbel or straight-through
+            one-hot. Zero on illegal columns unless the model is not strict.
+
+        Returns
+        -------
+        Tensor ``[]`` or ``[B]``
+            Latency in ms, same dtype and device as ``weights``.
+        """
+        per_layer = self.layer_latency(weights)
+        # cumsum is a left-to-right sum, the order score() and a plain Python sum use
+        return per_layer.cumsum(-1)[..., -1] + self.constant_ms
+
+    # -- numpy -------------------------------------------------------------------
+    def score(self, archs: np.ndarray | Sequence) -> np.ndarray:
+        """Latency of discrete architectures, float64 ``[N]`` ms.
+
+        Parameters
+        ----------
+        archs : int array ``[N, L]`` (or ``[L]``), or a sequence of Arch / str
+            Candidate index per layer (columns of ``space.candidates``).
+        """
+        idx = self.indices(archs)
+        if idx.shape[0] == 0:
+            return np.zeros(0)
+        gathered = self._flat[(idx + self._offsets).T]  # [L, N]: rows contiguous for the layer loop
+        acc = gathered[0].copy()
+        for row in gathered[1:]:
+            acc += row
+        acc += self.constant_ms
+        return acc
+
+    def _check_resolution(self, archs: Sequence) -> None:
+        for a in archs:
+            arch = self.space.parse(a) if isinstance(a, str) else a
+            if self.resolution is not None and arch.resolution not in (None, self.resolution):
+                raise SpaceError(
+                    f"this model was built at resolution {self.resolution}, the architecture asks for "
+                    f"{arch.resolution}; build one model per resolution (latency_model(..., resolution=...))"
+                )
+            if arch.widths is not None and any(w is not None for w in arch.widths):
+                raise SpaceError(
+                    "score() prices each candidate at its default width; for @width architectures use "
+                    "arch_latency(), which reads the table's width curves"
+                )
+
+    def arch_latency(self, arch) -> float:
+        """Latency (ms) of one architecture; ``@mid`` widths are priced on the table's width curves."""
+        if self.space is not None:
+            a = self.space.parse(arch) if isinstance(arch, str) else arch
+            if a.widths is not None and any(w is not None for w in a.widths):
+                plain = type(a)(a.choices, a.resolution, None)
+                self._check_resolution([plain])
+                idx = self.indices([plain])[0]
+                per_layer = self.values[np.arange(self.num_layers), idx].copy()
+                for layer, (cand, width) in enumerate(zip(a.choices, a.widths)):
+                    if width is not None:
+                        per_layer[layer] = float(self.width_curve(layer, cand)(float(width)))
+                total = 0.0
+                for v in per_layer:
+                    total += v
+                return total + self.constant_ms
+        return super().arch_latency(arch)
+
+    # -- TF-NAS depth ------------------------------------------------------------
+    def depth_expected(self, weights: torch.Tensor, depth_weights: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Expected latency with sink-connecting depth weights (TF-NAS).
+
+        Per stage ``s`` with layer latencies ``lat_1..lat_n`` (each the
+        weighted sum over candidates), the stage costs
+        ``Σ_d v_d · (lat_1 + … + lat_d)``: ``v_d`` is the weight of keeping
+        the first ``d`` layers. The first ``space.min_depth`` layers are
+        always kept, so ``v_d`` must be 0 for ``d < min_depth``.
+
+        Parameters
+        ----------
+        weights : Tensor ``[L, K]`` or ``[B, L, K]``
+            Candidate weights per layer.
+        depth_weights : list of ``S`` tensors ``[n_s]`` or ``[B, n_s]``, or a tensor ``[S, Dmax]`` / ``[B, S, Dmax]``
+            Entry ``d - 1`` weighs depth ``d`` of stage ``s`` (``n_s`` its
+            number of layers); entries past ``n_s`` must be 0.
+
+        Returns
+        -------
+        Tensor ``[]`` or ``[B]``
+            Latency in ms, constant included.
+        """
+        if self.space is None:
+            raise ConfigError("depth_expected needs the space's stage structure; build the model with a space")
+        sizes = [st.layers for st in self.space.stages]
+        n_stages, dmax = len(sizes), max(sizes)
+        per_layer = self.layer_latency(weights)  # [..., L]
+        v = self._depth_matrix(depth_weights, sizes, per_layer)
+        if self._depth_index is None:
+            index = np.full((n_stages, dmax), self.num_layers, dtype=np.int64)  # pad → the appended zero
+            start = 0
+            for s, n in enumerate(sizes):
+                index[s, :n] = np.arange(start, start + n)
+                start += n
+            self._depth_index = index
+        padded = torch.cat([per_layer, per_layer.new_zeros(per_layer.shape[:-1] + (1,))], -1)
+        index = torch.as_tensor(self._depth_index, device=per_layer.device)
+        cum = padded[..., index].cumsum(-1)  # [..., S, Dmax]: latency of keeping d layers
+        return (cum * v).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
+
+    def _depth_matrix(self, depth_weights, sizes: list[int], like: torch.Tensor) -> torch.Tensor:
+        n_stages, dmax = len(sizes), max(sizes)
+        if isinstance(depth_weights, torch.Tensor):
+            v = depth_weights
+            if v.dim() not in (2, 3) or v.shape[-2:] != (n_stages, dmax):
+                raise SpaceError(
+                    f"depth_weights have shape {tuple(v.shape)}; expected [S, Dmax] = [{n_stages}, {dmax}] "
+                    f"(or [B, S, Dmax]) for {self.space.name}"
+                )
+        else:
+            stages = list(depth_weights)
+            if len(stages) != n_stages:
+                raise SpaceError(f"{self.space.name} has {n_stages} stages, got {len(stages)} depth weight vectors")
+            rows = []
+            for s, (vec, n) in enumerate(zip(stages, sizes)):
+                vec = torch.as_tensor(vec, dtype=like.dtype, device=like.device)
+                if vec.shape[-1] != n:
+                    raise SpaceError(f"stage {s} has {n} layers; its depth weights have {vec.shape[-1]} entries")
+                rows.append(torch.nn.functional.pad(vec, (0, dmax - n)))
+            v = torch.stack(rows, -2)
+        pad = np.zeros((n_stages, dmax), dtype=bool)
+        for s, n in enumerate(sizes):
+            pad[s, n:] = True
+            pad[s, : self.space.min_depth - 1] = True
+        if bool((v.detach() * torch.as_tensor(pad, dtype=v.dtype, device=v.device)).any()):
+            raise SpaceError(
+                f"depth weights must be 0 past a stage's length and below min_depth={self.space.min_depth} "
+                "(those layers are always kept)"
+            )
+        return v
+
+    # -- TF-NAS width ------------------------------------------------------------
+    def width_curve(self, layer: int, candidate: str) -> WidthCurve:
+        """Monotone latency-vs-mid-channels curve of ``candidate`` at ``layer`` (cached).
+
+        Needs the source table to hold measurements at several mid channel
+        counts (``table.width_curve(space, layer, candidate)``).
+        """
+        key = (layer, candidate)
+        curve = self._curves.get(key)
+        if curve is None:
+            if self.table is None or not hasattr(self.table, "width_curve"):
+                raise ConfigError(
+                    "this model has no source table with width measurements; build it with "
+                    "latency_model(table) from a table measured with a width sweep"
+                )
+            from hwprof.latency.width import WidthCurve
+
+            mids, ms = self.table.width_curve(self.space, layer, candidate)
+            curve = WidthCurve.fit(mids, ms)
+            self._curves[key] = curve
+        return curve
+
+
+__all__ = ["TableLatencyModel"]
