@@ -201,7 +201,15 @@ class Space:
     # -- the stride walk -------------------------------------------------------
     def geometry(self, resolution: int | None = None) -> list[LayerGeom]:
         """Input shape of every searchable layer; the one stride walk of the space."""
-        return self._walk(resolution or self.default_resolution, 1)[1]
+        res = resolution or self.default_resolution
+        cache = self._geometry_cache
+        if res not in cache:  # parse/validate ask for it per architecture
+            cache[res] = tuple(self._walk(res, 1)[1])
+        return list(cache[res])
+
+    @cached_property
+    def _geometry_cache(self) -> dict[int, tuple[LayerGeom, ...]]:
+        return {}
 
     def _walk(self, resolution: int, batch: int) -> tuple[list[OpSpec], list[LayerGeom], list[OpSpec]]:
         h, c = resolution, 3
@@ -362,6 +370,9 @@ class Space:
         geoms = self.geometry(arch.resolution)
         widths = arch.widths or (None,) * len(geoms)
         for g, c, w in zip(geoms, arch.choices, widths):
+            legal = isinstance(c, str) and c in self.candidates and self.mask[g.index, self.candidates.index(c)]
+            if w is None and legal:
+                continue  # legal by the mask; building the op is only needed to check a width or word an error
             self.candidate_op(g, c, w)
         if self.skip == "depth":
             for a, b in zip(geoms, geoms[1:]):
@@ -394,7 +405,7 @@ class Space:
         idx = np.stack(rows) if rows else np.zeros((0, self.num_layers), dtype=np.int64)
         out = np.zeros((len(idx), self.num_layers, self.max_choices), dtype=np.float32)
         np.put_along_axis(out, idx[:, :, None], 1.0, axis=2)
-        return out.reshape(len(idx), -1)
+        return out.reshape(len(idx), self.num_layers * self.max_choices)
 
     def sample(self, n: int, seed: int | None = 0) -> list[Arch]:
         """``n`` random legal architectures.
@@ -406,17 +417,20 @@ class Space:
         """
         rng = np.random.default_rng(seed)
         geoms = self.geometry()
+        # legal draws per layer, computed once; rng.integers(len) is the draw rng.choice(list) makes
+        legal = [
+            [c for c in self.layer_choices(g.index) if c != "skip" or self.skip != "depth"] for g in geoms
+        ]
         out = []
         for _ in range(n):
-            res = int(rng.choice(self.resolutions)) if self.elastic_resolution else None
+            res = int(self.resolutions[rng.integers(len(self.resolutions))]) if self.elastic_resolution else None
             depth = {i: int(rng.integers(self.min_depth, st.layers + 1)) for i, st in enumerate(self.stages)}
             choices = []
-            for g in geoms:
-                legal = [c for c in self.layer_choices(g.index) if c != "skip" or self.skip != "depth"]
+            for g, cands in zip(geoms, legal):
                 if self.skip == "depth" and g.position >= depth[g.stage]:
                     choices.append("skip")
                 else:
-                    choices.append(str(rng.choice(legal)))
+                    choices.append(cands[rng.integers(len(cands))])
             out.append(Arch(tuple(choices), res))
         return out
 

@@ -118,7 +118,8 @@ def test_fbnet_g2_groups_both_pointwise_convs_and_shuffles_after_expansion(cand:
     assert block.expand is not None and block.expand.conv.groups == 2 and block.expand.conv.kernel_size == (1, 1)
     assert block.project.conv.groups == 2
     assert isinstance(block.shuffle, hm.ChannelShuffle) and block.shuffle.groups == 2
-    order = [m for m in forward_order(block, torch.randn(1, 32, 16, 16)) if m in (block.expand, block.shuffle, block.depthwise)]
+    parts = (block.expand, block.shuffle, block.depthwise)
+    order = [m for m in forward_order(block, torch.randn(1, 32, 16, 16)) if m in parts]
     assert order == [block.expand, block.shuffle, block.depthwise]
     plain = hm.build_op(sp.candidate_op(g, cand.removesuffix("_g2")))
     assert plain.expand is None and plain.shuffle is None and plain.project.conv.groups == 1
