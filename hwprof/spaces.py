@@ -344,6 +344,8 @@ class Space:
             if not at:
                 widths.append(None)
                 continue
+            if not re.fullmatch(r"\d+(\.\d+)?", width):  # int() and float() would also take " 4", "+4", "nan"
+                raise SpaceError(f"bad width {width!r} in token {tok!r}; expected a number after @")
             try:
                 widths.append(int(width) if self.width == "mid" else float(width))
             except ValueError:

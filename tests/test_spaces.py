@@ -503,9 +503,14 @@ def test_width_parse_errors_are_clear() -> None:
         tf.parse("k3_e3@200" + "-k3_e3" * 17)
     with pytest.raises(SpaceError, match="takes no width at layer 3"):
         tf.parse("k3_e3-k3_e3-k3_e3-skip@64" + "-k3_e3" * 14)
+    for width in ("+48", " 48", "48 ", "-48", "4_8", "nan", "1e2"):
+        with pytest.raises(SpaceError, match="bad width"):
+            tf.parse(f"k3_e3@{width}" + "-k3_e3" * 17)
     sp = space("spos")
-    with pytest.raises(SpaceError, match="channel multiplier nan"):
+    with pytest.raises(SpaceError, match="bad width 'nan'"):
         sp.parse("shuffle_k3@nan" + "-xception" * 19)
+    with pytest.raises(SpaceError, match="channel multiplier 1.8"):
+        sp.parse("shuffle_k3@1.8" + "-xception" * 19)
 
 
 def test_errors_are_typed() -> None:
