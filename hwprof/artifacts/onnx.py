@@ -26,12 +26,23 @@ def write_onnx(module: nn.Module, input_shape: tuple[int, int, int, int], path: 
     Notes
     -----
     The graph has one float32 input named ``"input"`` and one output named
-    ``"output"``; constants are folded. BatchNorm stays a node after the
-    convolution (onnxruntime folds it when it loads the model). The
+    ``"output"``; weights are initializers and constants are folded. In
+    eval mode the exporter folds BatchNorm into the preceding Conv. The
     TorchScript-based exporter (``dynamo=False``) is used: it needs no
     ``onnxscript`` and takes a fraction of a second per op.
     """
     x = torch.zeros(input_shape, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    # Tracing runs the model once; with several intra-op threads on a busy machine (a campaign
+    # measuring next door) small convolutions spin for tens of ms each, with one they take microseconds.
+    torch.set_num_threads(1)
+    try:
+        _export(module, x, path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _export(module: nn.Module, x: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         # the TorchScript exporter announces its deprecation on every call
         warnings.simplefilter("ignore", category=DeprecationWarning)

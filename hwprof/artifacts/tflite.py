@@ -20,7 +20,8 @@ ShuffleUnit              SPLIT (stride 1) or both branches (stride 2),
 GlobalPool               MEAN over H, W (keep dims)
 Linear                   RESHAPE [b, c] (TRANSPOSE to NCHW first when H·W > 1),
                          FULLY_CONNECTED (ReLU/ReLU6 fused)
-nn.MaxPool2d             MAX_POOL_2D, after PADV2 with -inf where SAME would differ
+nn.MaxPool2d             MAX_POOL_2D; where SAME would differ, after PADV2 with -inf
+                         (PAD with zeros when the input is a ReLU/ReLU6 output)
 nn.Identity              nothing
 nn.Sequential            its children in order
 =======================  ==========================================================
@@ -124,6 +125,7 @@ class _Graph:
 
     def __init__(self, writer: ModelWriter):
         self.w = writer
+        self._nonneg: set[int] = set()  # tensors known to be >= 0 (ReLU/ReLU6 outputs)
         self._emitters: dict[type, Callable[[nn.Module, int], int]] = {
             nn.Sequential: self._sequential,
             nn.Identity: lambda m, x: x,
@@ -204,6 +206,8 @@ class _Graph:
             code = {nn.ReLU: "RELU", nn.ReLU6: "RELU6", nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC"}[type(act)]
             y = self._out(shape, code.lower())
             self.w.op(code, [x], [y])
+            if code in ("RELU", "RELU6"):
+                self._nonneg.add(y)
             return y
         if isinstance(act, nn.SiLU):
             s = self._out(shape, "logistic")
@@ -220,7 +224,9 @@ class _Graph:
         """Run ``emit_linear(fused_code)`` fusing ``act`` when TFLite can, else appending it."""
         fused = _FUSABLE.get(type(act))
         if fused is not None:
-            return emit_linear(fused)
+            y = emit_linear(fused)
+            self._nonneg.add(y)
+            return y
         return self._activation(act, emit_linear(ACT_NONE))
 
     # -- convolutions ------------------------------------------------------------
@@ -333,11 +339,16 @@ class _Graph:
         if pad.explicit is not None:
             p0, p1 = pad.explicit
             h, w = h + p0 + p1, w + p0 + p1
-            # torch max pooling pads with -inf; a zero PAD would change negative maxima
-            y = self._out((b, h, w, c), "padv2")
-            paddings = self._ints([[0, 0], [p0, p1], [p0, p1], [0, 0]], "padv2/paddings")
-            value = self.w.constant(np.array(-np.inf, np.float32), "padv2/value")
-            self.w.op("PADV2", [x, paddings, value], [y], Options("PadV2Options"))
+            paddings = self._ints([[0, 0], [p0, p1], [p0, p1], [0, 0]], "pad/paddings")
+            if x in self._nonneg:
+                # every window holds a real value >= 0, so zeros act like torch's -inf padding;
+                # PAD is delegated to XNNPACK, PADV2 is not (it would split the graph)
+                y = self._out((b, h, w, c), "pad")
+                self.w.op("PAD", [x, paddings], [y], Options("PadOptions"))
+            else:
+                y = self._out((b, h, w, c), "padv2")
+                value = self.w.constant(np.array(-np.inf, np.float32), "padv2/value")
+                self.w.op("PADV2", [x, paddings, value], [y], Options("PadV2Options"))
             x = y
         if pad.mode == SAME:
             ho, wo = -(-h // stride[0]), -(-w // stride[1])
