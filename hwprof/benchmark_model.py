@@ -125,7 +125,7 @@ class RunStats:
         if n == 3:
             middle = 3 * self.avg_ms - self.first_ms - self.last_ms
             # Rounding of the printed mean may push the middle run a hair outside [min, max].
-            middle = min(max(middle, self.min_ms), self.max_ms)
+            middle = round(min(max(middle, self.min_ms), self.max_ms), 6)
             return (self.first_ms, middle, self.last_ms)
         raise MeasurementError(
             f"benchmark_model printed only aggregates for {n} runs; individual runs are recoverable "

@@ -748,7 +748,7 @@ def config_toml(phone: FakePhone, name: str = "fake-phone", client: str = "adbut
         "batch = 1\n"
         "threads = 1\n\n"
         "[protocol]\n"
-        "warmup_runs = 5\nwarmup_s = 0.0\nmin_runs = 9\nmax_runs = 30\nchunk = 9\nmax_time_s = 20.0\n\n"
+        "warmup_runs = 5\nwarmup_s = 0.0\nmin_runs = 9\nmax_runs = 30\nchunk = 9\nmax_time_s = 20.0\ntarget_ci = 0.02\n\n"
         "[backend]\n"
         f'serial = "{phone.serial}"\n'
         'adb_host = "127.0.0.1"\n'
@@ -761,6 +761,8 @@ def config_toml(phone: FakePhone, name: str = "fake-phone", client: str = "adbut
         "invocation_warmup = 2\n"
         "cooldown_s = 0.0\n"
         "max_temp_c = 70.0\n"
+        "retries = 4\n"
+        "retry_backoff_s = 0.5\n"
     )
 
 
