@@ -130,7 +130,9 @@ class PredictorLatencyModel(LatencyModel):
         out = self._module_like(weights)(x)
         if out.dim() == x.dim():
             if out.shape[-1] != 1:
-                raise PredictorError(f"the predictor's torch module returned shape {tuple(out.shape)}; expected [..., 1]")
+                raise PredictorError(
+                    f"the predictor's torch module returned shape {tuple(out.shape)}; expected [..., 1]"
+                )
             out = out.squeeze(-1)
         return out
 

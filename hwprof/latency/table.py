@@ -185,7 +185,9 @@ class TableLatencyModel(LatencyModel):
         return super().arch_latency(arch)
 
     # -- TF-NAS depth ------------------------------------------------------------
-    def depth_expected(self, weights: torch.Tensor, depth_weights: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def depth_expected(
+        self, weights: torch.Tensor, depth_weights: torch.Tensor | Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         """Expected latency with sink-connecting depth weights (TF-NAS).
 
         Per stage ``s`` with layer latencies ``lat_1..lat_n`` (each the

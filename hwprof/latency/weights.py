@@ -99,7 +99,8 @@ def gumbel_softmax(
     m = as_mask(mask, alpha)
     u = torch.rand(alpha.shape, dtype=alpha.dtype, device=alpha.device, generator=generator)
     tiny = torch.finfo(alpha.dtype).tiny
-    g = -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+    e = -torch.log(u.clamp_min(tiny))  # Exp(1) sample
+    g = -torch.log(e.clamp_min(tiny))
     soft = ((alpha + g) / tau).masked_fill(~m, float("-inf")).softmax(-1)
     return straight_through(soft) if hard else soft
 
