@@ -130,7 +130,11 @@ OP_CASES = [
     ("stem_k3_s2_even", OpSpec("conv", 32, 32, 3, 16, kernel=3, stride=2, act="relu6"), ["PAD", "CONV_2D"]),
     ("stem_k3_s2_odd", OpSpec("conv", 33, 33, 3, 16, kernel=3, stride=2, act="relu"), ["CONV_2D"]),
     ("conv_k3_s1_relu6", OpSpec("conv", 16, 16, 8, 16, kernel=3, act="relu6"), ["CONV_2D"]),
-    ("conv_k3_hswish", OpSpec("conv", 16, 16, 3, 16, kernel=3, stride=2, act="hswish"), ["PAD", "CONV_2D", "HARD_SWISH"]),
+    (
+        "conv_k3_hswish",
+        OpSpec("conv", 16, 16, 3, 16, kernel=3, stride=2, act="hswish"),
+        ["PAD", "CONV_2D", "HARD_SWISH"],
+    ),
     ("conv_1x1_s2", OpSpec("conv", 16, 16, 16, 24, kernel=1, stride=2, act="relu6"), ["CONV_2D"]),
     ("conv_grouped", OpSpec("conv", 16, 16, 16, 32, kernel=1, groups=2, act="relu"), ["CONV_2D"]),
     ("conv_grouped_k3", OpSpec("conv", 8, 8, 16, 32, kernel=3, groups=4), ["CONV_2D"]),
@@ -155,9 +159,14 @@ OP_CASES = [
         mb(14, 16, 24, 96, 5, 2, "swish", se=32),
         ["CONV_2D", "LOGISTIC", "MUL", "PAD", "DEPTHWISE_CONV_2D", "LOGISTIC", "MUL"] + SE_SIGMOID + ["CONV_2D"],
     ),
-    ("mb_e3_hswish", mb(14, 24, 40, 72, 3, 1, "hswish"), ["CONV_2D", "HARD_SWISH", "DEPTHWISE_CONV_2D", "HARD_SWISH", "CONV_2D"]),
+    (
+        "mb_e3_hswish",
+        mb(14, 24, 40, 72, 3, 1, "hswish"),
+        ["CONV_2D", "HARD_SWISH", "DEPTHWISE_CONV_2D", "HARD_SWISH", "CONV_2D"],
+    ),
+    # FBNet _g2: grouped 1x1 convs (also when e = 1), channel shuffle after the expansion
     ("mb_e1_g2", mb(16, 24, 24, 24, 5, 1, g=2), ["CONV_2D"] + SHUFFLE + ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
-    ("mb_e3_g2", mb(16, 24, 24, 72, 3, 1, "relu", g=2), ["CONV_2D"] + SHUFFLE + ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
+    ("mb_e3_g2", mb(16, 24, 24, 72, 3, 1, "relu", 0, 2), ["CONV_2D"] + SHUFFLE + ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
     ("mb_e6_g2_s2", mb(16, 24, 32, 144, 5, 2, g=2), ["CONV_2D"] + SHUFFLE + ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D"]),
     *[
         (f"shuffle_k{k}_s1", OpSpec("shuffle", 14, 14, 32, 32, 16, k, 1, act="relu"), CONV_SEQ + SHUFFLE)
@@ -263,6 +272,29 @@ def test_tflite_file_layout(tmp_path):
     for o in ops:  # every constant has its own non-empty buffer
         for i in (1, 2):
             assert model.Buffers(tensors[o.Inputs(i)].Buffer()).DataLength() > 0
+    assert {model.OperatorCodes(i).Version() for i in range(model.OperatorCodesLength())} == {1}
+
+
+def test_grouped_conv_is_conv2d_version_6(tmp_path):
+    # the converter's operator version for grouped CONV_2D; runtimes without it refuse the file
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    path = export_op(OpSpec("conv", 8, 8, 16, 32, kernel=1, groups=2), "tflite", tmp_path / "g.tflite")
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    code = model.OperatorCodes(0)
+    assert (code.BuiltinCode(), code.Version()) == (schema.BuiltinOperator.CONV_2D, 6)
+    filt = model.Subgraphs(0).Tensors(model.Subgraphs(0).Operators(0).Inputs(1))
+    assert list(filt.ShapeAsNumpy()) == [32, 1, 1, 8]
+
+
+def test_onnx_graph_interface(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    op = mb(14, 24, 24, 72, 5, 1, "hswish", se=24, g=1)
+    model = onnx.load(str(export_op(op, "onnx", tmp_path / "mb.onnx")))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    (inp,) = model.graph.input
+    assert inp.name == "input" and model.graph.output[0].name == "output"
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 24, 14, 14]  # static NCHW
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}  # folded in eval mode
 
 
 # -- whole architectures --------------------------------------------------------------------
@@ -270,11 +302,11 @@ def test_tflite_file_layout(tmp_path):
 ARCH_SPACES = ["proxylessnas", "fbnet-c100", "spos", "tfnas", "ofa-mbv3", "lightnas"]
 
 
-def _arch(name: str):
+def _arch(name: str, resolution: int = 128):
     sp = space(name)
     arch = sp.sample(1, seed=3)[0]
-    if name == "ofa-mbv3":
-        arch = dataclasses.replace(arch, resolution=128)
+    if name == "ofa-mbv3":  # the smallest resolution keeps the test fast
+        arch = dataclasses.replace(arch, resolution=resolution)
     return sp, arch
 
 
@@ -299,7 +331,7 @@ def test_arch_matches_torch(tmp_path, name):
 
 @pytest.mark.parametrize("name, fmt", [("ofa-mbv3", "tflite"), ("fbnet-c100", "onnx")])
 def test_export_arch_uses_seeded_weights_and_resolution(tmp_path, name, fmt):
-    sp, arch = _arch(name)
+    sp, arch = _arch(name, resolution=132)  # 132 -> 66 -> 33 -> 17 -> 9 -> 5: odd maps from stage 3 on
     res = sp.input_resolution(arch)
     x = torch.randn((2, 3, res, res), generator=torch.Generator().manual_seed(1))
     torch.manual_seed(5)

@@ -18,20 +18,26 @@ MBConv                   its convs, shuffle and SE in order, ADD for the residua
 ShuffleUnit              SPLIT (stride 1) or both branches (stride 2),
                          CONCATENATION on channels, channel shuffle
 GlobalPool               MEAN over H, W (keep dims)
-Linear                   RESHAPE [b, c] (TRANSPOSE to NCHW first when H·W > 1),
-                         FULLY_CONNECTED (ReLU/ReLU6 fused)
+Linear                   RESHAPE [b, c] (TRANSPOSE to NCHW first when H·W > 1;
+                         nothing on a [b, c] input), FULLY_CONNECTED (ReLU/ReLU6
+                         fused; other activations as for ConvBNAct)
 nn.MaxPool2d             MAX_POOL_2D; where SAME would differ, after PADV2 with -inf
                          (PAD with zeros when the input is a ReLU/ReLU6 output)
 nn.Identity              nothing
 nn.Sequential            its children in order
+nn.ReLU, ReLU6, ...      alone (not after a conv or FC): RELU, RELU6, HARD_SWISH,
+                         LOGISTIC, LOGISTIC + MUL (SiLU), ADD + MUL (Hardsigmoid)
 =======================  ==========================================================
 
 Padding: torch pads ``k // 2`` on every side. Where TF's SAME padding puts
 the same amount before the input (stride 1; stride 2 on odd inputs) the op
 uses SAME; otherwise an explicit PAD (PADV2 with -inf for max pooling) and
 VALID, as converters emit for PyTorch-origin models. Grouped (non-depthwise)
-convolutions are one CONV_2D whose filter has ``cin / groups`` input
-channels; LiteRT 2.3 runs that in its builtin, reference and XNNPACK kernels.
+convolutions are one CONV_2D (operator version 6, as the converter marks
+it) whose filter has ``cin / groups`` input channels; LiteRT 2.3 runs that in
+its builtin, reference and XNNPACK kernels, so no SPLIT/CONCATENATION is needed.
+Every graph hwprof's spaces produce is taken whole by XNNPACK, except PADV2,
+which only appears before a max pool whose input may be negative.
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ class _Pad:
     """How a k×k window with torch padding ``k // 2`` maps onto TFLite padding."""
 
     mode: int  # SAME or VALID
-    explicit: tuple[int, int] | None  # (top/left, bottom/right) for a PAD op before a VALID op
+    explicit: tuple[int, int] | None  # torch's (pad_h, pad_w) on both sides, for a PAD op before a VALID op
 
 
 def _padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]) -> _Pad:
@@ -111,9 +117,13 @@ def _padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, 
             break
     else:
         return _Pad(SAME, None)
-    if pad[0] != pad[1]:
-        raise ConfigError(f"non-square padding {pad} is not supported by the TFLite writer")
-    return _Pad(VALID, (pad[0], pad[0]))
+    return _Pad(VALID, pad)
+
+
+def _out_hw(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], mode: int) -> tuple[int, int]:
+    if mode == SAME:
+        return (-(-size[0] // stride[0]), -(-size[1] // stride[1]))
+    return ((size[0] - kernel[0]) // stride[0] + 1, (size[1] - kernel[1]) // stride[1] + 1)
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -173,6 +183,19 @@ class _Graph:
         shape = self.w.shape(x)
         y = self._out(tuple(shape[p] for p in perm), "transpose")
         self.w.op("TRANSPOSE", [x, self._ints(perm, "transpose/perm")], [y], Options("TransposeOptions"))
+        return y
+
+    def _pad(self, x: int, pad: tuple[int, int], value: float | None = None) -> int:
+        """PAD (zeros) or PADV2 (``value``) of ``pad = (ph, pw)`` on both sides of H and W."""
+        b, h, w, c = self.w.shape(x)
+        ph, pw = pad
+        paddings = self._ints([[0, 0], [ph, ph], [pw, pw], [0, 0]], "pad/paddings")
+        y = self._out((b, h + 2 * ph, w + 2 * pw, c), "pad")
+        if value is None:
+            self.w.op("PAD", [x, paddings], [y], Options("PadOptions"))
+        else:
+            fill = self.w.constant(np.array(value, np.float32), "padv2/value")
+            self.w.op("PADV2", [x, paddings, fill], [y], Options("PadV2Options"))
         return y
 
     def _binary(self, code: str, a: int, b: int, fused: int = ACT_NONE) -> int:
@@ -236,20 +259,14 @@ class _Graph:
         """CONV_2D or DEPTHWISE_CONV_2D of ``conv``'s geometry with (folded) ``weight`` ``[co, ci/g, kh, kw]``."""
         b, h, w, c = self.w.shape(x)
         kernel, stride = _pair(conv.kernel_size), _pair(conv.stride)
-        if _pair(conv.dilation) != (1, 1) or not isinstance(conv.padding, (int, tuple)):
-            raise ConfigError("the TFLite writer handles undilated convolutions with integer padding only")
+        if _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ConfigError("the TFLite writer handles undilated convolutions with integer zero padding only")
         pad = _padding((h, w), kernel, stride, _pair(conv.padding))
         if pad.explicit is not None:
-            p0, p1 = pad.explicit
-            h, w = h + p0 + p1, w + p0 + p1
-            y = self._out((b, h, w, c), "pad")
-            self.w.op("PAD", [x, self._ints([[0, 0], [p0, p1], [p0, p1], [0, 0]], "pad/paddings")], [y], Options("PadOptions"))
-            x = y
+            x = self._pad(x, pad.explicit)
+            h, w = self.w.shape(x)[1:3]
         cout, groups = conv.out_channels, conv.groups
-        ho, wo = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
-        if pad.mode == SAME:
-            ho, wo = -(-h // stride[0]), -(-w // stride[1])
-        y = self._out((b, ho, wo, cout), "conv")
+        y = self._out((b, *_out_hw((h, w), kernel, stride, pad.mode), cout), "conv")
         bias_t = self.w.constant(bias.astype(np.float32), "conv/bias")
         geometry = {"padding": pad.mode, "stride_w": stride[1], "stride_h": stride[0]}
         dilation = {"dilation_w_factor": 1, "dilation_h_factor": 1, "fused_activation_function": fused}
@@ -261,7 +278,9 @@ class _Graph:
         else:
             # torch [co, ci/g, kh, kw] -> TFLite [co, kh, kw, ci/g]; ci/g < ci makes it grouped
             filt = self.w.constant(weight.transpose(0, 2, 3, 1), "conv/filter")
-            self.w.op("CONV_2D", [x, filt, bias_t], [y], Options("Conv2DOptions", {**geometry, **dilation}))
+            opts = Options("Conv2DOptions", {**geometry, **dilation})
+            # grouped CONV_2D is operator version 6 (TF 2.9+): older runtimes refuse it at load time
+            self.w.op("CONV_2D", [x, filt, bias_t], [y], opts, version=6 if groups > 1 else 1)
         return y
 
     def _conv_bn_act(self, m: hm.ConvBNAct, x: int) -> int:
@@ -337,24 +356,11 @@ class _Graph:
             raise ConfigError("the TFLite writer handles MaxPool2d without ceil_mode, dilation or indices only")
         pad = _padding((h, w), kernel, stride, _pair(m.padding))
         if pad.explicit is not None:
-            p0, p1 = pad.explicit
-            h, w = h + p0 + p1, w + p0 + p1
-            paddings = self._ints([[0, 0], [p0, p1], [p0, p1], [0, 0]], "pad/paddings")
-            if x in self._nonneg:
-                # every window holds a real value >= 0, so zeros act like torch's -inf padding;
-                # PAD is delegated to XNNPACK, PADV2 is not (it would split the graph)
-                y = self._out((b, h, w, c), "pad")
-                self.w.op("PAD", [x, paddings], [y], Options("PadOptions"))
-            else:
-                y = self._out((b, h, w, c), "padv2")
-                value = self.w.constant(np.array(-np.inf, np.float32), "padv2/value")
-                self.w.op("PADV2", [x, paddings, value], [y], Options("PadV2Options"))
-            x = y
-        if pad.mode == SAME:
-            ho, wo = -(-h // stride[0]), -(-w // stride[1])
-        else:
-            ho, wo = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
-        y = self._out((b, ho, wo, c), "maxpool")
+            # Torch pads max pooling with -inf. On a ReLU output every window holds a real value
+            # >= 0, so zeros are equivalent, and PAD is delegated to XNNPACK where PADV2 is not.
+            x = self._pad(x, pad.explicit, None if x in self._nonneg else -np.inf)
+            h, w = self.w.shape(x)[1:3]
+        y = self._out((b, *_out_hw((h, w), kernel, stride, pad.mode), c), "maxpool")
         opts = {"padding": pad.mode, "stride_w": stride[1], "stride_h": stride[0]}
         opts |= {"filter_width": kernel[1], "filter_height": kernel[0], "fused_activation_function": ACT_NONE}
         self.w.op("MAX_POOL_2D", [x], [y], Options("Pool2DOptions", opts))

@@ -159,7 +159,7 @@ class ModelWriter:
         self._tensors: list[_Tensor] = []
         self._buffers: list[bytes] = [b""]
         self._ops: list[_Operator] = []
-        self._opcodes: dict[str, int] = {}
+        self._opcodes: dict[tuple[str, int], int] = {}
         self._names: dict[str, int] = {}
 
     def _unique(self, name: str) -> str:
@@ -194,17 +194,24 @@ class ModelWriter:
         """Shape of tensor ``index``."""
         return self._tensors[index].shape
 
-    def op(self, code: str, inputs: list[int], outputs: list[int], options: Options | None = None) -> None:
-        """Append a builtin operator ``code`` (a key of :data:`BUILTIN_OPS`)."""
+    def op(
+        self, code: str, inputs: list[int], outputs: list[int], options: Options | None = None, version: int = 1
+    ) -> None:
+        """Append a builtin operator ``code`` (a key of :data:`BUILTIN_OPS`).
+
+        ``version`` is the operator version a runtime must provide (the TFLite
+        converter raises it for features added later, e.g. 6 for grouped CONV_2D);
+        float32 ops of the plain kind are version 1.
+        """
         if code not in BUILTIN_OPS:
             raise ValueError(f"unknown TFLite builtin {code!r}; known: {', '.join(BUILTIN_OPS)}")
-        opcode = self._opcodes.setdefault(code, len(self._opcodes))
+        opcode = self._opcodes.setdefault((code, version), len(self._opcodes))
         self._ops.append(_Operator(opcode, tuple(inputs), tuple(outputs), options))
 
     @property
     def op_names(self) -> list[str]:
         """Builtin names of the operators in execution order."""
-        by_index = {i: name for name, i in self._opcodes.items()}
+        by_index = {i: name for (name, _), i in self._opcodes.items()}
         return [by_index[o.opcode] for o in self._ops]
 
     # -- serialisation ---------------------------------------------------------
@@ -217,7 +224,7 @@ class ModelWriter:
         tensors = [self._tensor(b, t) for t in self._tensors]
         operators = [self._operator(b, o) for o in self._ops]
         codes = sorted(self._opcodes.items(), key=lambda kv: kv[1])
-        opcodes = [self._opcode(b, BUILTIN_OPS[name]) for name, _ in codes]
+        opcodes = [self._opcode(b, BUILTIN_OPS[name], version) for (name, version), _ in codes]
 
         tensors_vec = _offsets(b, tensors)
         inputs_vec = _ints(b, inputs)
@@ -302,11 +309,11 @@ class ModelWriter:
         return b.EndObject()
 
     @staticmethod
-    def _opcode(b: flatbuffers.Builder, code: int) -> int:
+    def _opcode(b: flatbuffers.Builder, code: int, version: int) -> int:
         b.StartObject(4)
         # deprecated_builtin_code (int8) holds codes below 127; readers take the larger field
         b.PrependInt8Slot(0, min(code, 127), 0)
-        b.PrependInt32Slot(2, 1, 0)
+        b.PrependInt32Slot(2, version, 0)
         b.PrependInt32Slot(3, code, 0)
         return b.EndObject()
 
