@@ -87,7 +87,7 @@ def test_update_lambda_is_ascent_with_the_lightnas_truncation():
     # over the target, a negative λ is reset to 0 ...
     assert obj.update_lambda(-0.5, 88.0, target_ms=T, lr=0.01) == 0.0
     # ... under the target, a positive λ is reset to 0
-    assert obj.update_lambda(0.001, 40.0, target_ms=T, lr=0.01) == 0.0
+    assert obj.update_lambda(0.1, 40.0, target_ms=T, lr=0.01) == 0.0
     # negative λ under the target keeps decreasing (latency may grow toward T)
     assert obj.update_lambda(-0.1, 40.0, target_ms=T, lr=0.01) == pytest.approx(-0.1 + 0.01 * (0.5 - 1))
     # without truncation it is the bare ascent
