@@ -122,6 +122,7 @@ SHUFFLE = ["RESHAPE", "TRANSPOSE", "RESHAPE"]
 S2_SHUFFLE = ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "PAD", "DEPTHWISE_CONV_2D", "CONV_2D", "CONCATENATION"]
 XC_S1 = ["SPLIT"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 3 + ["CONCATENATION"]
 XC_S2 = ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D", "PAD"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 3 + ["CONCATENATION"]
+DW_PROJECT_ADD = ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]
 SE_SIGMOID = ["MEAN", "CONV_2D", "CONV_2D", "LOGISTIC", "MUL"]
 SE_HSIGMOID = ["MEAN", "CONV_2D", "CONV_2D", "ADD", "MUL", "MUL"]
 
@@ -165,8 +166,8 @@ OP_CASES = [
         ["CONV_2D", "HARD_SWISH", "DEPTHWISE_CONV_2D", "HARD_SWISH", "CONV_2D"],
     ),
     # FBNet _g2: grouped 1x1 convs (also when e = 1), channel shuffle after the expansion
-    ("mb_e1_g2", mb(16, 24, 24, 24, 5, 1, g=2), ["CONV_2D"] + SHUFFLE + ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
-    ("mb_e3_g2", mb(16, 24, 24, 72, 3, 1, "relu", 0, 2), ["CONV_2D"] + SHUFFLE + ["DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
+    ("mb_e1_g2", mb(16, 24, 24, 24, 5, 1, g=2), ["CONV_2D"] + SHUFFLE + DW_PROJECT_ADD),
+    ("mb_e3_g2", mb(16, 24, 24, 72, 3, 1, "relu", g=2), ["CONV_2D"] + SHUFFLE + DW_PROJECT_ADD),
     ("mb_e6_g2_s2", mb(16, 24, 32, 144, 5, 2, g=2), ["CONV_2D"] + SHUFFLE + ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D"]),
     *[
         (f"shuffle_k{k}_s1", OpSpec("shuffle", 14, 14, 32, 32, 16, k, 1, act="relu"), CONV_SEQ + SHUFFLE)
