@@ -217,8 +217,37 @@ class FakePhone:
         return self.root / p.lstrip("/")
 
     def _to_host(self, command: str) -> str:
-        pattern = r"(?<![\w./-])(" + "|".join(re.escape(m) for m in MOUNTS) + r")(?=/|\b|$)"
-        return re.sub(pattern, lambda m: str(self.root) + m.group(1), command)
+        """Prefix the sandbox to device paths that start a shell word (or follow ``=`` in one).
+
+        A mount name inside a quoted word after a quoted space (``'/data/a b /data'``)
+        is part of a file name, not a path, and stays as it is.
+        """
+        out: list[str] = []
+        quote = ""
+        i, n = 0, len(command)
+        while i < n:
+            c = command[i]
+            prev = command[i - 1] if i else ""
+            word_start = (
+                i == 0
+                or prev == "="
+                or (not quote and prev in " \t\n;|&()<>`")
+                or (prev in "'\"" and quote == prev and (i < 2 or command[i - 2] in " \t\n;|&()<>=`"))
+            )
+            if c == "/" and word_start:
+                for m in MOUNTS:
+                    end = i + len(m)
+                    if command.startswith(m, i) and (end == n or command[end] in "/ \t\n;|&)'\"*"):
+                        out.append(str(self.root))
+                        break
+            out.append(c)
+            if quote:
+                if c == quote and (quote == "'" or prev != "\\"):
+                    quote = ""
+            elif c in "'\"" and prev != "\\":
+                quote = c
+            i += 1
+        return "".join(out)
 
     def _to_device(self, data: bytes) -> bytes:
         return data.replace(str(self.root).encode(), b"")
@@ -703,6 +732,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 break
             else:
                 return self.send(b"FAIL" + _sync_msg(f"unexpected {ident!r} during SEND"))
+        if path.endswith("/"):
+            return self.send(b"FAIL" + _sync_msg(f"couldn't create file: Is a directory"))
         try:
             host = self.phone.host_path(path)
             host.parent.mkdir(parents=True, exist_ok=True)  # adbd's fixed_push_mkdir
@@ -736,7 +767,9 @@ def _sync_msg(message: str) -> bytes:
     return struct.pack("<I", len(raw)) + raw
 
 
-def config_toml(phone: FakePhone, name: str = "fake-phone", client: str = "adbutils") -> str:
+def config_toml(
+    phone: FakePhone, name: str = "fake-phone", client: str = "adbutils", sentinel_every: int = 25
+) -> str:
     """A device config (TOML) that points hwprof's Android backend at ``phone``."""
     return (
         "# The stand-in phone of hwprof.testing.fake_adb: LiteRT on this CPU behind a loopback adb server.\n"
@@ -748,7 +781,8 @@ def config_toml(phone: FakePhone, name: str = "fake-phone", client: str = "adbut
         "batch = 1\n"
         "threads = 1\n\n"
         "[protocol]\n"
-        "warmup_runs = 5\nwarmup_s = 0.0\nmin_runs = 9\nmax_runs = 30\nchunk = 9\nmax_time_s = 20.0\ntarget_ci = 0.02\n\n"
+        "warmup_runs = 5\nwarmup_s = 0.0\nmin_runs = 9\nmax_runs = 30\nchunk = 9\nmax_time_s = 20.0\ntarget_ci = 0.02\n"
+        f"sentinel_every = {sentinel_every}\n\n"
         "[backend]\n"
         f'serial = "{phone.serial}"\n'
         'adb_host = "127.0.0.1"\n'
