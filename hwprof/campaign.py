@@ -93,6 +93,7 @@ def run_campaign(
     workdir: Path | None = None,
     allow_new_fingerprint: bool = False,
     on_record: Callable[[Measurement | None, Workload], None] | None = None,
+    on_plan: Callable[[CampaignReport], None] | None = None,
 ) -> CampaignReport:
     """Measure every workload not yet in ``store`` (see the module docstring).
 
@@ -112,6 +113,8 @@ def run_campaign(
         Append even when the store holds records of this device under another fingerprint.
     on_record : callable, optional
         Called after each workload with its new record (None when it failed).
+    on_plan : callable, optional
+        Called once with the report before measuring starts (planned and skipped counts).
 
     Returns
     -------
@@ -126,9 +129,12 @@ def run_campaign(
     name = device.config.name
     fp = device.fingerprint()
     check_store_fingerprint(store, name, fp, allow_new_fingerprint)
-    done = store.measured_keys(name, workloads[0].kind, fingerprint_hash(fp)) if workloads else set()
-    todo = [w for w in workloads if w.key not in done]
+    fp_hash = fingerprint_hash(fp)
+    done = {(kind, key) for kind in {w.kind for w in workloads} for key in store.measured_keys(name, kind, fp_hash)}
+    todo = [w for w in workloads if (w.kind, w.key) not in done]
     report = CampaignReport(planned=len(workloads), skipped=len(workloads) - len(todo))
+    if on_plan:
+        on_plan(report)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="hwprof-")

@@ -23,7 +23,7 @@ app = typer.Typer(help="Hardware latency profiling and prediction for hardware-a
 device_app = typer.Typer(help="Inspect and tune one device.", no_args_is_help=True)
 app.add_typer(device_app, name="device")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_DEVICE = "cpu"
 
@@ -118,8 +118,6 @@ def measure(
             transient=False,
         ) as progress:
             task = progress.add_task("measuring", total=len(work))
-            known = db.measured_keys(config.name, work[0].kind) if work else set()
-            progress.update(task, completed=sum(w.key in known for w in work))
             report = run_campaign(
                 dev,
                 work,
@@ -128,6 +126,7 @@ def measure(
                 workdir=workdir,
                 allow_new_fingerprint=allow_new_fingerprint,
                 on_record=lambda m, w: progress.advance(task),
+                on_plan=lambda r: progress.update(task, completed=r.skipped),
             )
     finally:
         dev.close()
@@ -232,7 +231,7 @@ _register_plugins()
 def main() -> None:
     """Console entry point: run the app, turning hwprof errors into one clear line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here
     except HwprofError as exc:
         err.print(f"hwprof: error: {exc}", markup=False, highlight=False)
         sys.exit(2)
@@ -248,6 +247,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,20 @@ def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert len(keys) == len(set(keys)) == 12
     final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert "nothing new to measure" in final.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    store_path = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
+           "--store", str(store_path), "--limit", "30", "--max-runs", "10", "--min-runs", "5", "--max-time", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (store_path.exists() and len(Store(store_path)) >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Re-run to resume" in stderr
+    kept = [m.key for m in Store(store_path).records()]
+    assert 2 <= len(kept) < 30 and len(kept) == len(set(kept))

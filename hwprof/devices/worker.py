@@ -143,4 +143,8 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C goes to the whole process group; the parent decides when this worker stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve()
