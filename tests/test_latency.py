@@ -90,6 +90,21 @@ def test_one_hot_expected_score_and_table_sum_agree_exactly(name):
     assert model.arch_latency(archs[0].encode()) == by_hand[0]  # text form
 
 
+def test_score_over_many_chunks_and_an_illegal_row_deep_in_the_batch():
+    space = hwprof.space("proxylessnas")
+    values, constant = random_table(space)
+    model = TableLatencyModel(values, space.mask, constant, space)
+    rng = np.random.default_rng(0)
+    legal = [np.flatnonzero(row) for row in space.mask]
+    idx = np.stack([rng.choice(c, size=5000) for c in legal], axis=1)
+    rows = values[np.arange(space.num_layers), idx]
+    by_hand = np.cumsum(rows, axis=1)[:, -1] + constant  # np.cumsum: left to right
+    np.testing.assert_array_equal(model.score(idx), by_hand)
+    idx[4321, 8] = space.candidates.index("skip")  # layer 8 opens a stage: no skip there
+    with pytest.raises(SpaceError, match="architecture 4321 uses skip at layer 8"):
+        model.score(idx)
+
+
 def test_straight_through_gumbel_one_hot_is_exact_too():
     space = hwprof.space("proxylessnas")
     values, constant = random_table(space)
@@ -112,6 +127,9 @@ def test_expected_of_softmax_is_the_weighted_mean():
     # float32 weights give a float32 latency on the same device
     e32 = model.expected(torch.from_numpy(w).float())
     assert e32.dtype == torch.float32 and e32.item() == pytest.approx((w * values).sum() + constant, rel=1e-5)
+    archs = np.stack([space.indices(a) for a in space.sample(16, seed=0)])
+    e32 = model.expected(one_hot(archs, space.max_choices, torch.float32)).numpy()
+    np.testing.assert_allclose(e32, model.score(archs), rtol=1e-6)
 
 
 # -- gradients --------------------------------------------------------------------
@@ -281,12 +299,15 @@ def test_gradcheck_predictor_expected_and_frozen_parameters():
 @pytest.mark.parametrize("name", ["proxylessnas", "fbnet-c100", "spos", "tfnas"])
 def test_predictor_score_matches_expected_at_one_hot(name):
     space = SPACES[name]
-    model = PredictorLatencyModel(module=small_mlp(space, hidden=(32, 16)), space=space)
+    mlp = small_mlp(space, hidden=(32, 16))
+    model = PredictorLatencyModel(module=mlp, space=space, dtype=np.float64)
     archs = space.sample(300, seed=1)
     idx = np.stack([space.indices(a) for a in archs])
     scored = model.score(idx)
     expected = model.expected(one_hot(idx, space.max_choices)).numpy()
     np.testing.assert_allclose(scored, expected, rtol=1e-11, atol=1e-12)
+    fast = PredictorLatencyModel(module=mlp, space=space)  # float32 numpy path, the default
+    np.testing.assert_allclose(fast.score(idx), expected, rtol=1e-5, atol=1e-6)
     # and both equal the dense one-hot forward
     dense = model.module.double()(torch.from_numpy(space.one_hot(archs)).double()).squeeze(-1).detach().numpy()
     np.testing.assert_allclose(scored, dense, rtol=1e-11, atol=1e-12)
@@ -313,7 +334,8 @@ def test_released_lightnas_predictor_matches_a_hand_written_forward():
     mlp = nn.Sequential(nn.Linear(147, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 1))
     mlp.load_state_dict({k.removeprefix("pred."): v for k, v in state.items()})
     space = hwprof.space("lightnas")
-    model = latency_model(mlp, space=space)
+    model = latency_model(mlp, space=space)  # float32 numpy scores, like the released float32 weights
+    exact = PredictorLatencyModel(module=mlp, space=space, dtype=np.float64)
     w = {k: v.double().numpy() for k, v in state.items()}
 
     def by_hand(x):  # x: one-hot [147]; Linear → ReLU → Linear → ReLU → Linear
@@ -327,12 +349,13 @@ def test_released_lightnas_predictor_matches_a_hand_written_forward():
     hand = np.array([by_hand(x) for x in space.one_hot(archs).astype(np.float64)])
     assert ((hand > 1.0) & (hand < 200.0)).all()  # end-to-end ms on a Jetson Xavier
     assert hand[1] > hand[0] > hand[2]  # the widest architecture is the slowest
-    np.testing.assert_allclose(model.score(archs), hand, rtol=1e-12)
+    np.testing.assert_allclose(exact.score(archs), hand, rtol=1e-12)
+    np.testing.assert_allclose(model.score(archs), hand, rtol=2e-6)
     idx = np.stack([space.indices(a) for a in archs])
     np.testing.assert_allclose(model.expected(one_hot(idx, 7, torch.float64)).numpy(), hand, rtol=1e-12)
     np.testing.assert_allclose(model.expected(one_hot(idx, 7, torch.float32)).numpy(), hand, rtol=2e-6)
     for a, h in zip(archs, hand):
-        assert model.arch_latency(a) == pytest.approx(h, rel=1e-12)
+        assert exact.arch_latency(a) == pytest.approx(h, rel=1e-12)
 
 
 # -- TF-NAS depth -----------------------------------------------------------------

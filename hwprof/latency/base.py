@@ -120,7 +120,7 @@ class LatencyModel:
             self._illegal_cache[key] = t
         return t
 
-    def indices(self, archs: np.ndarray | Sequence[Arch | str] | Iterable) -> np.ndarray:
+    def indices(self, archs: np.ndarray | Sequence[Arch | str] | Iterable, check_mask: bool = True) -> np.ndarray:
         """Candidate indices ``int64 [N, L]`` of ``archs``, checked against the mask.
 
         ``archs`` is an integer array ``[N, L]`` (or ``[L]`` for one), or a
@@ -152,17 +152,21 @@ class LatencyModel:
         if idx.ndim != 2 or idx.shape[1] != self.num_layers:
             raise SpaceError(f"architecture indices have shape {idx.shape}; expected [N, {self.num_layers}]")
         idx = idx.astype(np.int64, copy=False)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.max_choices):
+        # one pass: negative int64 values are huge as uint64
+        if idx.size and int(idx.view(np.uint64).max()) >= self.max_choices:
             raise SpaceError(f"candidate index out of range 0..{self.max_choices - 1}")
-        if not self._mask_flat.all():
-            flat = idx + np.arange(self.num_layers, dtype=np.int64) * self.max_choices
-            ok = self._mask_flat[flat]
-            if not ok.all():
-                row, layer = np.argwhere(~ok)[0]
-                col = idx[row, layer]
-                name = self.space.candidates[col] if self.space is not None else f"column {col}"
-                raise SpaceError(f"architecture {row} uses {name} at layer {layer}, which the layer does not have")
+        if check_mask and not self._mask_flat.all():
+            self._check_legal(idx)
         return idx
+
+    def _check_legal(self, idx: np.ndarray) -> None:
+        """Raise, naming the first offender, unless every candidate of ``idx [N, L]`` is legal."""
+        ok = self._mask_flat[idx + np.arange(self.num_layers, dtype=np.int64) * self.max_choices]
+        if not ok.all():
+            row, layer = np.argwhere(~ok)[0]
+            col = idx[row, layer]
+            name = self.space.candidates[col] if self.space is not None else f"column {col}"
+            raise SpaceError(f"architecture {row} uses {name} at layer {layer}, which the layer does not have")
 
     def _check_resolution(self, archs: Sequence) -> None:
         """Hook for models built for one resolution; the base model has none."""
