@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = 5 if args.quick else 30
     print(f"hwprof {hwprof.__version__}, torch {torch.__version__}, numpy {np.__version__}, 1 thread")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average {load:.2f} on {os.cpu_count()} CPUs" + ("  (busy machine: timings inflated)" if load > 1.5 else ""))
+    busy = "  (busy machine: timings inflated)" if load > 1.5 else ""
+    print(f"load average {load:.2f} on {os.cpu_count()} CPUs{busy}")
     bench_table_score(args.batch, runs)
     bench_mlp_score(args.batch, runs)
     exp = bench_expected(runs * 100)

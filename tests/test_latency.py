@@ -24,6 +24,7 @@ import hwprof
 from hwprof.errors import ConfigError, MissingEntryError, PredictorError, SpaceError
 from hwprof.latency import (
     PredictorLatencyModel,
+    WidthGrid,
     SinglePathRuntime,
     TableLatencyModel,
     WidthCurve,
@@ -588,3 +589,59 @@ def test_table_model_prices_elastic_widths_on_the_table_curves():
         model.score([text])
     with pytest.raises(ConfigError, match="width"):
         TableLatencyModel(values, space.mask, constant, space).width_curve(0, cand)
+
+
+def test_width_expected_over_a_tfnas_sweep():
+    space = hwprof.space("tfnas")
+    values, constant = random_table(space)
+    skip = space.candidates.index("skip")
+    values[:, skip] = 0.0
+    geoms = space.geometry()
+    rng = np.random.default_rng(3)
+    curves = {}
+    for g in geoms:
+        for cand in space.candidates[:skip]:
+            lo, hi = space.mid_range(g, cand)
+            mids = np.unique(np.linspace(lo, hi, 7).round())
+            noisy = np.sort(rng.uniform(0.1, 3.0, mids.size)) + rng.normal(0, 0.05, mids.size)  # a bit non-monotone
+            curves[(g.index, cand)] = (mids, noisy)
+    model = latency_model(StandInTable(space, values, constant, curves))
+    mids = torch.zeros(space.num_layers, space.max_choices, dtype=torch.float64)
+    for g in geoms:
+        for k, cand in enumerate(space.candidates[:skip]):
+            lo, hi = space.mid_range(g, cand)
+            mids[g.index, k] = float(rng.uniform(lo, hi))
+    w = model.masked_softmax(torch.from_numpy(rng.normal(size=space.mask.shape)))
+    by_hand = constant
+    for g in geoms:
+        for k, cand in enumerate(space.candidates):
+            if not space.mask[g.index, k]:
+                continue
+            ms = values[g.index, k] if cand == "skip" else model.width_curve(g.index, cand)(float(mids[g.index, k]))
+            by_hand += float(w[g.index, k]) * ms
+    assert model.width_expected(w, mids).item() == pytest.approx(by_hand, rel=1e-12)
+    # a one-hot with integer widths equals arch_latency of the @width architecture
+    arch = space.sample(1, seed=8)[0]
+    idx = space.indices(arch)
+    widths, int_mids = [], mids.clone()
+    for g, cand in zip(geoms, arch.choices):
+        if cand == "skip":
+            widths.append(None)
+            continue
+        lo, hi = space.mid_range(g, cand)
+        mid = int(rng.integers(lo, hi + 1))
+        widths.append(mid)
+        int_mids[g.index, space.candidates.index(cand)] = mid
+    text = type(arch)(arch.choices, None, tuple(widths)).encode()
+    got = model.width_expected(one_hot(idx, space.max_choices), int_mids).item()
+    assert got == pytest.approx(model.arch_latency(text), rel=1e-12)
+    # differentiable in the weights and in the mid counts
+    alpha = torch.randn(space.num_layers, space.max_choices, dtype=torch.float64, requires_grad=True)
+    m = mids.clone().requires_grad_(True)
+    f = lambda a, mm: model.width_expected(model.masked_softmax(a), mm)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (alpha, m), fast_mode=True)
+    bad = mids.clone()
+    bad[0, 0] = 1.0
+    with pytest.raises(MissingEntryError, match="layer 0"):
+        model.width_expected(w, bad)
+    assert isinstance(model._grid, WidthGrid)

@@ -13,16 +13,17 @@ What each model offers
 ----------------------
 :class:`TableLatencyModel`
     ``expected`` (Σ w·table + constant), ``depth_expected`` (TF-NAS
-    sink-connecting depth), ``width_curve`` (TF-NAS elastic width),
-    ``score``, ``arch_latency``.
+    sink-connecting depth), ``width_curve`` / ``width_expected`` (TF-NAS
+    elastic width), ``score``, ``arch_latency``.
 :class:`PredictorLatencyModel`
     ``expected`` through the predictor's frozen torch twin (LightNAS MLP;
     kinds ``lut``, ``lut-calibrated``, ``ridge``, ``mlp``), ``score`` for
     every kind.
 :class:`SinglePathRuntime`
     The Single-Path NAS superkernel runtime from threshold decisions.
-:class:`WidthCurve`
-    Monotone, non-negative latency at any mid-channel count.
+:class:`WidthCurve`, :class:`WidthGrid`
+    Monotone, non-negative latency at any mid-channel count (one block, or
+    every ``[L, K]`` cell at once).
 
 Weights on illegal candidates (``space.mask`` False) are an error in
 ``expected`` unless the model is built with ``strict=False``; build weights
@@ -43,7 +44,7 @@ from hwprof.latency.predictor import DIFFERENTIABLE_KINDS, PredictorLatencyModel
 from hwprof.latency.single_path import SinglePathRuntime
 from hwprof.latency.table import TableLatencyModel
 from hwprof.latency.weights import gumbel_softmax, masked_softmax, ste_indicator, straight_through
-from hwprof.latency.width import WidthCurve
+from hwprof.latency.width import WidthCurve, WidthGrid
 
 _TABLE_SUFFIXES = {".yaml", ".yml", ".pkl", ".pickle", ".csv", ".lut"}
 _PREDICTOR_SUFFIXES = {".npz"}
@@ -176,6 +177,7 @@ __all__ = [
     "SinglePathRuntime",
     "TableLatencyModel",
     "WidthCurve",
+    "WidthGrid",
     "gumbel_softmax",
     "latency_model",
     "masked_softmax",

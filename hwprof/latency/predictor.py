@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwprof.errors import PredictorError, SpaceError
+from hwprof.errors import PredictorError
 from hwprof.latency.base import LatencyModel
 
 if TYPE_CHECKING:

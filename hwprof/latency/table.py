@@ -26,7 +26,7 @@ from hwprof.errors import ConfigError, SpaceError
 from hwprof.latency.base import LatencyModel
 
 if TYPE_CHECKING:
-    from hwprof.latency.width import WidthCurve
+    from hwprof.latency.width import WidthCurve, WidthGrid
     from hwprof.spaces import Space
 
 _CHUNK = 2048  # architectures per numpy pass: the [L, chunk] gather stays in cache
@@ -95,6 +95,7 @@ class TableLatencyModel(LatencyModel):
         self._cache: dict[tuple, torch.Tensor] = {}
         self._curves: dict[tuple[int, str], WidthCurve] = {}
         self._depth_index: np.ndarray | None = None
+        self._grid: WidthGrid | None = None
 
     @classmethod
     def from_table(
@@ -300,6 +301,40 @@ class TableLatencyModel(LatencyModel):
             curve = WidthCurve.fit(mids, ms)
             self._curves[key] = curve
         return curve
+
+    def width_expected(self, weights: torch.Tensor, mids: torch.Tensor) -> torch.Tensor:
+        """Expected latency with an elastic mid-channel count per candidate (TF-NAS elasticity).
+
+        ``Σ_l Σ_k w[l, k] · curve[l, k](mids[l, k]) + constant``, where
+        ``curve[l, k]`` is the monotone width curve of candidate ``k`` at
+        layer ``l`` (:meth:`width_curve`); cells without a width (``skip``,
+        illegal) use the table value and ignore ``mids``.
+
+        Parameters
+        ----------
+        weights : Tensor ``[L, K]`` or ``[B, L, K]``
+        mids : Tensor ``[L, K]`` or ``[B, L, K]``
+            Mid channels per candidate, integer or real (differentiable).
+
+        Returns
+        -------
+        Tensor ``[]`` or ``[B]``, ms.
+        """
+        self._check_weights(weights)
+        if self._grid is None:
+            from hwprof.latency.width import WidthGrid
+
+            if self.space is None or self.space.width != "mid":
+                raise ConfigError("width_expected needs a space with elastic mid channels (tfnas)")
+            curves = {
+                (layer, col): self.width_curve(layer, cand)
+                for layer in range(self.num_layers)
+                for col, cand in enumerate(self.space.candidates)
+                if self.mask[layer, col] and cand != "skip"
+            }
+            self._grid = WidthGrid(curves, self.values)
+        ms = self._grid.torch(mids.to(weights.dtype))
+        return (weights * ms).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
 
 
 __all__ = ["TableLatencyModel"]

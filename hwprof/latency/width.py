@@ -127,4 +127,80 @@ class WidthCurve:
         return ((c[0, i] * t + c[1, i]) * t + c[2, i]) * t + c[3, i]
 
 
-__all__ = ["WidthCurve"]
+
+
+class WidthGrid:
+    """Many :class:`WidthCurve` evaluated together: one curve per ``(layer, candidate)`` cell of ``[L, K]``.
+
+    Cells without a curve (``skip``, illegal candidates, fixed-width
+    candidates) keep a fixed latency from ``fixed_ms``. Evaluation is one
+    batched ``searchsorted`` over all cells, differentiable in the mid counts.
+
+    Parameters
+    ----------
+    curves : dict ``(layer, column) -> WidthCurve``
+    fixed_ms : array ``[L, K]``
+        Latency (ms) of the cells without a curve.
+    """
+
+    def __init__(self, curves: dict[tuple[int, int], WidthCurve], fixed_ms: np.ndarray):
+        fixed = np.asarray(fixed_ms, dtype=np.float64)
+        self.shape = fixed.shape
+        n_cells = fixed.size
+        width = max((c.breaks.size for c in curves.values()), default=2)
+        breaks = np.full((n_cells, width), np.inf)
+        coeffs = np.zeros((n_cells, 4, width - 1))
+        has = np.zeros(n_cells, dtype=bool)
+        count = np.full(n_cells, 2, dtype=np.int64)
+        lo = np.full(n_cells, -np.inf)
+        hi = np.full(n_cells, np.inf)
+        for (layer, col), curve in curves.items():
+            cell = layer * self.shape[1] + col
+            n = curve.breaks.size
+            breaks[cell, :n] = curve.breaks
+            coeffs[cell, :, : n - 1] = curve.coeffs
+            has[cell], count[cell], lo[cell], hi[cell] = True, n, curve.lo, curve.hi
+        breaks[~has, 0] = 0.0  # cells without a curve evaluate to their fixed latency (c[3] = fixed)
+        coeffs[~has, 3, 0] = fixed.reshape(-1)[~has]
+        self._np = (breaks, coeffs, has, count, lo, hi)
+        self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def torch(self, mids: torch.Tensor) -> torch.Tensor:
+        """Latency ``[..., L, K]`` ms at mid counts ``mids [..., L, K]`` (ignored where a cell has no curve).
+
+        Raises
+        ------
+        MissingEntryError
+            For a mid count outside its cell's measured range.
+        """
+        if tuple(mids.shape[-2:]) != self.shape:
+            raise ConfigError(f"mids have shape {tuple(mids.shape)}; expected [..., {self.shape[0]}, {self.shape[1]}]")
+        key = (mids.dtype, mids.device)
+        t = self._cache.get(key)
+        if t is None:
+            t = tuple(torch.as_tensor(a, device=mids.device, dtype=None if a.dtype.kind in "bi" else mids.dtype)
+                      for a in self._np)
+            self._cache[key] = t
+        breaks, coeffs, has, count, lo, hi = t
+        lead = mids.shape[:-2]
+        m = mids.reshape(-1, breaks.shape[0]).T  # [cells, batch]
+        m = torch.where(has[:, None], m, torch.zeros_like(m))
+        d = m.detach()
+        out_of_range = (d < lo[:, None]) | (d > hi[:, None])
+        if bool(out_of_range.any()):
+            cell = int(out_of_range.any(1).nonzero()[0])
+            layer, col = divmod(cell, self.shape[1])
+            bad = float(d[cell][out_of_range[cell]][0])
+            raise MissingEntryError(
+                f"mid channels {bad:g} at layer {layer}, column {col} outside the measured range "
+                f"[{float(lo[cell]):g}, {float(hi[cell]):g}]; measure a width sweep that covers it"
+            )
+        i = torch.searchsorted(breaks, d.contiguous(), right=True) - 1
+        i = torch.minimum(i.clamp_min(0), (count - 2)[:, None])
+        t_local = m - breaks.gather(1, i)
+        c = [coeffs[:, j, :].gather(1, i) for j in range(4)]
+        ms = ((c[0] * t_local + c[1]) * t_local + c[2]) * t_local + c[3]
+        return ms.T.reshape(*lead, *self.shape)
+
+
+__all__ = ["WidthCurve", "WidthGrid"]
