@@ -242,14 +242,39 @@ def test_latency_model_builds_from_table_like_and_module_and_refuses_others(tmp_
         latency_model(42)
 
 
-def test_latency_model_loads_files_through_the_lut_and_predictor_loaders(tmp_path):
-    lut = pytest.importorskip("hwprof.lut", reason="hwprof.lut not merged yet")
-    if not hasattr(lut, "load_table"):
-        pytest.skip("hwprof.lut has no load_table yet")
+def test_latency_model_loads_a_saved_lut_and_agrees_with_its_arch_latency(tmp_path):
+    lut = pytest.importorskip("hwprof.lut", reason="hwprof.lut not available")
+    space = hwprof.space("proxylessnas")
+    rng = np.random.default_rng(0)
+    ops = {op: float(rng.uniform(0.1, 5.0)) for row in space.choice_ops() for op in row if op is not None}
+    ops.update({op: float(rng.uniform(0.1, 5.0)) for op in space.fixed_ops()})
+    table = lut.table_from_ops(ops, space=space.name, device="test")
+    path = table.save(tmp_path / "cpu-proxyless.lut.json")
+    model = latency_model(path)
+    assert isinstance(model, TableLatencyModel) and model.space is space
+    archs = space.sample(20, seed=0)
+    want = np.array([table.arch_latency(space, a) for a in archs])
+    np.testing.assert_allclose(model.score(archs), want, rtol=1e-12)
+    np.testing.assert_allclose(latency_model(table).expected(one_hot(model.indices(archs), 7)).numpy(), want, rtol=1e-12)
     bad = tmp_path / "garbage.json"
     bad.write_text("[1, 2, 3]")
     with pytest.raises(ConfigError, match="neither"):
         latency_model(bad, space="proxylessnas")
+
+
+def test_width_curve_from_a_lut_width_sweep():
+    lut = pytest.importorskip("hwprof.lut", reason="hwprof.lut not available")
+    space = hwprof.space("tfnas")
+    g = space.geometry()[3]
+    lo, hi = space.mid_range(g, "k5_e6")
+    mids = np.arange(lo, hi + 1, 16)
+    ms = 0.02 * mids - 0.5  # negative at the narrow end, like the released TF-NAS tables
+    ops = {space.candidate_op(g, "k5_e6", int(m)): float(v) for m, v in zip(mids, ms)}
+    model = TableLatencyModel(np.zeros(space.mask.shape), space.mask, 1.0, space, table=lut.table_from_ops(ops))
+    curve = model.width_curve(3, "k5_e6")
+    np.testing.assert_array_equal(curve.breaks, mids)
+    np.testing.assert_allclose(curve(mids), np.clip(ms, 0, None), atol=1e-12)
+    assert model.width_curve(3, "k5_e6") is curve  # cached
 
 
 # -- predictors -------------------------------------------------------------------

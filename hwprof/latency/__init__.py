@@ -115,6 +115,8 @@ def _named_space(obj: Any):
         if isinstance(meta, dict):
             name = meta.get("space")
     if isinstance(name, str):
+        if not name:
+            return None
         from hwprof.spaces import space as get_space
 
         return get_space(name)
