@@ -34,7 +34,8 @@ class LatencyModel:
         When True (default), :meth:`expected` raises if weights are non-zero
         on an illegal column; when False such weights are ignored (priced at
         0 ms by a table) — a silent bias, so only for callers that mask
-        themselves.
+        themselves. The check reads one boolean back from the weights'
+        device per call (a synchronisation on a GPU).
     """
 
     space: Space | None
