@@ -83,7 +83,7 @@ class Store:
                 self._db.executescript(_SCHEMA)
                 with self._db:
                     self._db.executemany(
-                        "INSERT INTO meta VALUES (?, ?)", [("app", APP), ("schema_version", str(SCHEMA_VERSION))]
+                        "INSERT OR IGNORE INTO meta VALUES (?, ?)", [("app", APP), ("schema_version", str(SCHEMA_VERSION))]
                     )
             else:
                 self._check_existing()
