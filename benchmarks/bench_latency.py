@@ -136,6 +136,25 @@ def bench_expected(runs: int) -> float:
         model.expected(w64).backward()
 
     print(f"    float64 weights (bit-exact path): {describe(samples(step64, runs, warmup=50), 1e6, 'µs')}")
+    # in a search loop the term joins a loss that is back-propagated anyway: its marginal cost
+    p = torch.randn(1000, requires_grad=True)
+    x = torch.randn(1000)
+
+    def loss_only():
+        p.grad = w.grad = None
+        (x * p).sum().backward()
+
+    def loss_plus_term():
+        p.grad = w.grad = None
+        ((x * p).sum() + model.expected(w)).backward()
+
+    base = samples(loss_only, runs, warmup=50)
+    plus = samples(loss_plus_term, runs, warmup=50)
+    b_med, p_med = statistics.median(base), statistics.median(plus)
+    print(
+        f"    marginal cost added to an existing loss's backward: {(p_med - b_med) * 1e6:.0f} µs "
+        f"(loss alone {b_med * 1e6:.0f} µs, with the term {p_med * 1e6:.0f} µs)"
+    )
     alpha = torch.randn(space.num_layers, space.max_choices, requires_grad=True)
 
     def with_softmax():

@@ -55,6 +55,8 @@ class LatencyModel:
         self.space = space
         self.strict = strict
         self._mask_flat = np.ascontiguousarray(mask.reshape(-1))
+        self._all_legal = bool(mask.all())
+        self._shape = torch.Size(mask.shape)
         self._illegal_cache: dict[tuple, torch.Tensor] = {}
 
     # -- shape -------------------------------------------------------------------
@@ -94,14 +96,15 @@ class LatencyModel:
 
     # -- checks ------------------------------------------------------------------
     def _check_weights(self, weights: torch.Tensor) -> None:
+        # runs on every expected() call: kept to a few attribute reads when all is well
         if not isinstance(weights, torch.Tensor):
             raise TypeError(f"weights must be a torch.Tensor [..., L, K], got {type(weights).__name__}")
-        if weights.dim() not in (2, 3) or tuple(weights.shape[-2:]) != self.mask.shape:
+        if weights.dim() not in (2, 3) or weights.shape[-2:] != self._shape:
             raise SpaceError(
                 f"weights have shape {tuple(weights.shape)}; expected [L, K] or [B, L, K] with "
                 f"[L, K] = {list(self.mask.shape)}"
             )
-        if self.strict and not self._mask_flat.all():
+        if self.strict and not self._all_legal:
             illegal = self._illegal_like(weights)
             if bool((weights.detach() * illegal).any()):
                 bad = np.argwhere((weights.detach().reshape(-1, *self.mask.shape).cpu().numpy() != 0) & ~self.mask)
@@ -156,7 +159,7 @@ class LatencyModel:
         # one pass: negative int64 values are huge as uint64
         if idx.size and int(idx.view(np.uint64).max()) >= self.max_choices:
             raise SpaceError(f"candidate index out of range 0..{self.max_choices - 1}")
-        if check_mask and not self._mask_flat.all():
+        if check_mask and not self._all_legal:
             self._check_legal(idx)
         return idx
 

@@ -128,7 +128,7 @@ class PredictorLatencyModel(LatencyModel):
                 f"one of {', '.join(DIFFERENTIABLE_KINDS)}; score() works for every kind"
             )
         self._check_weights(weights)
-        x = weights.reshape(*weights.shape[:-2], self.num_layers * self.max_choices)
+        x = weights.flatten(-2)
         out = self._module_like(weights)(x)
         if out.dim() == x.dim():
             if out.shape[-1] != 1:

@@ -144,8 +144,7 @@ class TableLatencyModel(LatencyModel):
         if weights.dtype == torch.float64:
             # cumsum is a left-to-right sum, the order score() and a plain Python sum use
             return (weights * self._values(weights)).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
-        flat = weights.reshape(*weights.shape[:-2], -1)
-        return flat @ self._values(weights, flat=True) + self.constant_ms
+        return weights.flatten(-2) @ self._values(weights, flat=True) + self.constant_ms
 
     # -- numpy -------------------------------------------------------------------
     def score(self, archs: np.ndarray | Sequence) -> np.ndarray:
@@ -159,7 +158,7 @@ class TableLatencyModel(LatencyModel):
         idx = self.indices(archs, check_mask=False)
         n = idx.shape[0]
         out = np.empty(n, dtype=np.float64)
-        check = not self._mask_flat.all()
+        check = not self._all_legal
         offsets = self._offsets[:, None]
         for s in range(0, n, _CHUNK):
             # [L, chunk] in C order, so the layer loop adds contiguous rows
