@@ -402,6 +402,11 @@ def test_depth_expected_by_hand_and_at_one_hot():
         total += float((vs.numpy() * cum).sum())
         start += n
     assert model.depth_expected(w, v).item() == pytest.approx(total, rel=1e-12)
+    # batched weights and depths give the per-sample values
+    w2 = torch.stack([w, w.flip(-1).masked_fill(~torch.from_numpy(space.mask), 0.0)])
+    v2 = [torch.stack([vs, vs.flip(-1)]) for vs in v]
+    singles = [model.depth_expected(w2[b], [vs[b] for vs in v2]).item() for b in range(2)]
+    np.testing.assert_allclose(model.depth_expected(w2, v2).numpy(), singles, rtol=1e-12)
     # one-hot depths and candidates: the architecture with the dropped layers as skip
     for arch in space.sample(10, seed=4):
         idx = space.indices(arch)
