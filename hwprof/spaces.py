@@ -586,7 +586,9 @@ register(
         "spos",
         (224,),
         ("shuffle_k3", "shuffle_k5", "shuffle_k7", "xception"),
-        stem=(Fixed("conv", 16, 3, 2, act="relu"), Fixed("maxpool", kernel=3, stride=2)),
+        # SPOS's released network has no max pool after the stem (unlike ShuffleNetV2): four stride-2
+        # stages after a stride-2 conv reach 7×7 at 224, and its supernet asserts input % 32 == 0.
+        stem=(Fixed("conv", 16, 3, 2, act="relu"),),
         stages=_stages([4, 4, 8, 4], [64, 160, 320, 640], [2, 2, 2, 2], "relu"),
         head=(Fixed("conv", 1024, act="relu"), Fixed("pool"), Fixed("fc", 1000)),
         skip="none",

@@ -126,15 +126,15 @@ EXPECTED = {
             "fc:h1:w1:ci1280:co1000:m0:k1:s1:g1:se0:none:b1",
         ],
     ),
-    # SPACES.md: stem conv s2 then a 3×3 max pool s2 (see the note in the report: SPOS's code has no max pool)
+    # SPOS's released code: stem conv s2, no max pool (SPACES.md's "max pool as in ShuffleNetV2" would end at 4×4)
     "spos": dict(
         resolutions=(224,),
         candidates=("shuffle_k3", "shuffle_k5", "shuffle_k7", "xception"),
-        stem=["conv:h224:w224:ci3:co16:m0:k3:s2:g1:se0:relu:b1", "maxpool:h112:w112:ci16:co16:m0:k3:s2:g1:se0:none:b1"],
-        layers=walk(56, 16, [4, 4, 8, 4], [64, 160, 320, 640], [2, 2, 2, 2], "relu"),
+        stem=["conv:h224:w224:ci3:co16:m0:k3:s2:g1:se0:relu:b1"],
+        layers=walk(112, 16, [4, 4, 8, 4], [64, 160, 320, 640], [2, 2, 2, 2], "relu"),
         head=[
-            "conv:h4:w4:ci640:co1024:m0:k1:s1:g1:se0:relu:b1",
-            "pool:h4:w4:ci1024:co1024:m0:k1:s1:g1:se0:none:b1",
+            "conv:h7:w7:ci640:co1024:m0:k1:s1:g1:se0:relu:b1",
+            "pool:h7:w7:ci1024:co1024:m0:k1:s1:g1:se0:none:b1",
             "fc:h1:w1:ci1024:co1000:m0:k1:s1:g1:se0:none:b1",
         ],
     ),
