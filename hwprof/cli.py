@@ -240,10 +240,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("hwprof: aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors of typer's (vendored) click show themselves and carry their exit code.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
