@@ -522,7 +522,8 @@ def test_errors_are_typed() -> None:
 
 # -- the real help-fbnet architectures ------------------------------------------------------------
 
-HELP_FBNET = Path("/work/shared/data/help-fbnet/fbnet_cifar100_latency.csv")
+_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared beside the checkout
+HELP_FBNET = (_DATA if _DATA.exists() else Path("/work/shared/data")) / "help-fbnet" / "fbnet_cifar100_latency.csv"
 
 
 @pytest.mark.skipif(not HELP_FBNET.exists(), reason="help-fbnet reference data not present")
