@@ -1,0 +1,225 @@
+"""Common machinery of hwprof predictors: estimator base class and the file format.
+
+Predictor file format versions
+------------------------------
+1  ``{"format": "hwprof-predictor", "format_version": 1, "kind", "space",
+   "device", "training_sha256", "hwprof_version", "params", "state"}`` as
+   JSON; arrays inline as ``{"__ndarray__": dtype, "shape", "data"}``. The
+   ``.npz`` variant stores the same object as the ``__meta__`` entry and the
+   arrays as entries referenced by ``{"__array__": name}``. Never a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from hwprof.errors import PredictorError
+from hwprof.features import as_archs, check_one_hot
+from hwprof.spaces import Arch, Space, space as get_space
+
+FORMAT = "hwprof-predictor"
+FORMAT_VERSION = 1
+CHANGELOG: dict[int, str] = {1: "first version: kind, space, device, training_sha256, params, state"}
+
+
+def training_sha256(X: np.ndarray, y: np.ndarray | None) -> str:
+    """Hash of the training data (one-hot as float32, targets as float64 ms)."""
+    h = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    if y is not None:
+        h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def check_target(y, n: int) -> np.ndarray:
+    """Targets as float64 ``[n]`` ms, finite and positive."""
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if y.shape != (n,):
+        raise PredictorError(f"got {y.size} latencies for {n} architectures")
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise PredictorError("latencies must be finite and positive (ms); drop failed measurements first")
+    return y
+
+
+class Predictor(RegressorMixin, BaseEstimator):
+    """Base of hwprof predictors: scikit-learn estimators on the one-hot ``[N, L·K]``.
+
+    Subclasses define ``kind``, ``differentiable``, ``fit``, ``_predict``,
+    ``_state``/``_load_state`` and, when differentiable, ``_torch_module``.
+    Every subclass takes ``space`` (name) and ``device`` parameters.
+    """
+
+    kind: ClassVar[str] = ""
+    differentiable: ClassVar[bool] = False
+
+    # -- helpers for subclasses ----------------------------------------------------
+    @property
+    def space_(self) -> Space:
+        return get_space(self.space)
+
+    def _check_X(self, X) -> np.ndarray:
+        return check_one_hot(self.space_, X)
+
+    def _fit_start(self, X, y, y_required: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        self._validate_params()
+        X = self._check_X(X)
+        y = check_target(y, len(X)) if (y is not None or y_required) else None
+        self.training_sha256_ = training_sha256(X, y)
+        self.n_features_in_ = X.shape[1]
+        self.n_train_ = len(X)
+        self.device_ = self.device
+        return X, y
+
+    # -- public API -----------------------------------------------------------------------
+    def predict(self, X) -> np.ndarray:
+        """Latency in ms, float64 ``[N]``, of one-hot rows ``X`` ``[N, L·K]``."""
+        check_is_fitted(self, "training_sha256_")
+        return self._predict(self._check_X(X))
+
+    def predict_archs(self, archs: Iterable[Arch | str]) -> np.ndarray:
+        """Latency in ms, float64 ``[N]``, of architectures (text or :class:`Arch`)."""
+        archs = as_archs(self.space_, archs)
+        return self.predict(self.space_.one_hot(archs))
+
+    def to_torch(self):
+        """Torch module mapping float one-hot ``[..., L·K]`` to latency ms ``[...]``.
+
+        Raises
+        ------
+        PredictorError
+            For kinds that are not differentiable in their input.
+        """
+        check_is_fitted(self, "training_sha256_")
+        if not self.differentiable:
+            raise PredictorError(
+                f"a {self.kind!r} predictor is not differentiable in the one-hot; use lut, lut-calibrated, "
+                "ridge or mlp for gradient-based search"
+            )
+        return self._torch_module()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        from hwprof import __version__
+
+        return {
+            "kind": self.kind,
+            "space": self.space,
+            "device": getattr(self, "device_", self.device),
+            "training_sha256": getattr(self, "training_sha256_", ""),
+            "hwprof_version": __version__,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON (``.json``) or ``.npz`` with metadata; never a pickle."""
+        check_is_fitted(self, "training_sha256_")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = self.to_document()
+        if path.suffix == ".npz":
+            arrays: dict[str, np.ndarray] = {}
+            meta = _encode(doc, arrays)
+            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        else:
+            path.write_text(json.dumps(_encode(doc, None)) + "\n")
+        return path
+
+    def to_document(self) -> dict[str, Any]:
+        """The file content as a dict (arrays still numpy)."""
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in _STATE_PARAMS}
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **self.metadata,
+            "params": _plain(params),
+            "state": self._state(),
+            "n_features_in": int(self.n_features_in_),
+            "n_train": int(getattr(self, "n_train_", 0)),
+        }
+
+    # -- subclass hooks ---------------------------------------------------------------
+    def _predict(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _torch_module(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+#: Parameters that hold objects (tables, priors) and travel in ``state`` instead.
+_STATE_PARAMS = {"table", "priors"}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, (list, tuple)):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _encode(obj: Any, arrays: dict[str, np.ndarray] | None) -> Any:
+    if isinstance(obj, np.ndarray):
+        if arrays is None:
+            return {"__ndarray__": str(obj.dtype), "shape": list(obj.shape), "data": obj.ravel().tolist()}
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"__array__": name}
+    if isinstance(obj, Mapping):
+        return {str(k): _encode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, arrays) for v in obj]
+    return _plain(obj)
+
+
+def _decode(obj: Any, arrays: Mapping[str, np.ndarray] | None) -> Any:
+    if isinstance(obj, Mapping):
+        if "__ndarray__" in obj:
+            return np.array(obj["data"], dtype=obj["__ndarray__"]).reshape(obj["shape"])
+        if "__array__" in obj:
+            if arrays is None or obj["__array__"] not in arrays:
+                raise PredictorError(f"array {obj['__array__']!r} is missing from the predictor file")
+            return np.asarray(arrays[obj["__array__"]])
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """Read a predictor file (JSON or ``.npz``) into a dict with numpy arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictorError(f"predictor file {path} does not exist")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files if k != "__meta__"}
+                doc = _decode(json.loads(str(z["__meta__"])), arrays)
+        else:
+            doc = _decode(json.loads(path.read_text()), None)
+    except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
+        raise PredictorError(f"{path} is not an hwprof predictor file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise PredictorError(f"{path} is not an hwprof predictor file (no format {FORMAT!r})")
+    if doc.get("format_version") not in CHANGELOG:
+        raise PredictorError(
+            f"{path} has predictor format version {doc.get('format_version')!r}; this hwprof reads "
+            f"{sorted(CHANGELOG)}. Upgrade hwprof."
+        )
+    return doc
+
+
+__all__ = ["CHANGELOG", "FORMAT_VERSION", "Predictor", "check_target", "read_document", "training_sha256"]

@@ -1,0 +1,202 @@
+"""Predictors linear in the one-hot: ``lut``, ``lut-calibrated`` and ``ridge``."""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn.linear_model import Ridge
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from hwprof.errors import PredictorError, require
+from hwprof.features import lut_sum
+from hwprof.lut import LatencyTable, load_table, table_from_dict
+from hwprof.predictors.base import Predictor
+
+
+def linear_module(weight_ms: np.ndarray, bias_ms: float):
+    """Torch module ``x @ weight + bias``: one-hot ``[..., L·K]`` → ms ``[...]`` (float32 buffers)."""
+    torch = require("torch", "torch")
+
+    class LinearLatency(torch.nn.Module):
+        """Latency in ms as a linear function of the (soft) one-hot."""
+
+        def __init__(self, w: np.ndarray, b: float):
+            super().__init__()
+            self.register_buffer("weight", torch.as_tensor(np.asarray(w, dtype=np.float32).ravel()))
+            self.register_buffer("bias", torch.tensor(float(b), dtype=torch.float32))
+
+        def forward(self, x):
+            return x.to(self.weight.dtype) @ self.weight + self.bias
+
+    return LinearLatency(weight_ms, bias_ms).eval()
+
+
+def _resolve_table(table: LatencyTable | str | Path | None) -> LatencyTable:
+    if table is None:
+        raise PredictorError("this predictor kind needs a latency table (table=LatencyTable or path; --table)")
+    return table if isinstance(table, LatencyTable) else load_table(table)
+
+
+class _TablePredictor(Predictor):
+    def _fit_table(self) -> None:
+        table = _resolve_table(self.table)
+        if table.space and table.space != self.space:
+            raise PredictorError(f"the table is for space {table.space!r}, the predictor for {self.space!r}")
+        values, mask, constant = table.matrix(self.space_)
+        self.values_ = values.ravel()
+        self.constant_ms_ = float(constant)
+        self.table_metadata_ = dict(table.metadata)
+        if not self.device:
+            self.device_ = table.device
+
+    def _table_state(self) -> dict[str, Any]:
+        return {"values": self.values_, "constant_ms": self.constant_ms_, "table_metadata": self.table_metadata_}
+
+    def _load_table_state(self, state: Mapping[str, Any]) -> None:
+        self.values_ = np.asarray(state["values"], dtype=np.float64)
+        self.constant_ms_ = float(state["constant_ms"])
+        self.table_metadata_ = dict(state.get("table_metadata", {}))
+
+
+class LUTPredictor(_TablePredictor):
+    """LUT sum plus the constant of the fixed layers (no fitting on end-to-end data).
+
+    Parameters
+    ----------
+    space : str
+        Space name.
+    table : LatencyTable or path
+        The device's lookup table.
+    device : str
+        Device name; defaults to the table's.
+    """
+
+    kind = "lut"
+    differentiable = True
+    _parameter_constraints: dict = {"space": [str], "table": "no_validation", "device": [str]}
+
+    def __init__(self, space: str = "proxylessnas", table: LatencyTable | str | None = None, device: str = ""):
+        self.space = space
+        self.table = table
+        self.device = device
+
+    def fit(self, X, y=None):
+        """Read the table into the ``[L·K]`` weights; ``X``/``y`` only fix the training hash."""
+        self._fit_start(X, y, y_required=False)
+        self._fit_table()
+        return self
+
+    def _predict(self, X):
+        return lut_sum(self.values_, self.constant_ms_, X)
+
+    def _state(self):
+        return self._table_state()
+
+    def _load_state(self, state):
+        self._load_table_state(state)
+
+    def _torch_module(self):
+        return linear_module(self.values_, self.constant_ms_)
+
+
+class LUTCalibratedPredictor(_TablePredictor):
+    """LUT sum corrected by an affine map fitted on end-to-end measurements.
+
+    ``latency_ms = a · lut_sum + b`` (``correction="affine"``) or ``a · lut_sum``
+    (``"scale"``); least squares on the relative error, so a handful of
+    measurements suffice. Linear in the one-hot, hence differentiable.
+
+    Parameters
+    ----------
+    space, table, device
+        As for :class:`LUTPredictor`.
+    correction : {"affine", "scale"}
+    """
+
+    kind = "lut-calibrated"
+    differentiable = True
+    _parameter_constraints: dict = {
+        "space": [str],
+        "table": "no_validation",
+        "device": [str],
+        "correction": [StrOptions({"affine", "scale"})],
+    }
+
+    def __init__(self, space: str = "proxylessnas", table=None, device: str = "", correction: str = "affine"):
+        self.space = space
+        self.table = table
+        self.device = device
+        self.correction = correction
+
+    def fit(self, X, y):
+        X, y = self._fit_start(X, y)
+        self._fit_table()
+        s = lut_sum(self.values_, self.constant_ms_, X)
+        # weight rows by 1/y so the fit minimises relative (not absolute) error
+        A = (s / y)[:, None] if self.correction == "scale" else np.stack([s / y, 1.0 / y], axis=1)
+        if len(y) < A.shape[1]:
+            raise PredictorError(f"{self.correction} calibration needs at least {A.shape[1]} measurements")
+        coef, *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
+        self.scale_ = float(coef[0])
+        self.offset_ms_ = float(coef[1]) if self.correction == "affine" else 0.0
+        return self
+
+    def _predict(self, X):
+        return self.scale_ * lut_sum(self.values_, self.constant_ms_, X) + self.offset_ms_
+
+    def _state(self):
+        return {**self._table_state(), "scale": self.scale_, "offset_ms": self.offset_ms_}
+
+    def _load_state(self, state):
+        self._load_table_state(state)
+        self.scale_ = float(state["scale"])
+        self.offset_ms_ = float(state["offset_ms"])
+
+    def _torch_module(self):
+        return linear_module(self.scale_ * self.values_, self.scale_ * self.constant_ms_ + self.offset_ms_)
+
+
+class RidgePredictor(Predictor):
+    """Additive baseline: ridge regression of latency (ms) on the per-layer one-hot.
+
+    Parameters
+    ----------
+    space, device : str
+    alpha : float
+        L2 penalty (sklearn ``Ridge``), in ms² per unit weight.
+    """
+
+    kind = "ridge"
+    differentiable = True
+    _parameter_constraints: dict = {"space": [str], "device": [str], "alpha": [Interval(Real, 0, None, closed="left")]}
+
+    def __init__(self, space: str = "proxylessnas", device: str = "", alpha: float = 1e-3):
+        self.space = space
+        self.device = device
+        self.alpha = alpha
+
+    def fit(self, X, y):
+        X, y = self._fit_start(X, y)
+        model = Ridge(alpha=self.alpha).fit(X, y)
+        self.coef_ = np.asarray(model.coef_, dtype=np.float64)
+        self.intercept_ = float(model.intercept_)
+        return self
+
+    def _predict(self, X):
+        return X @ self.coef_ + self.intercept_
+
+    def _state(self):
+        return {"coef": self.coef_, "intercept": self.intercept_}
+
+    def _load_state(self, state):
+        self.coef_ = np.asarray(state["coef"], dtype=np.float64)
+        self.intercept_ = float(state["intercept"])
+
+    def _torch_module(self):
+        return linear_module(self.coef_, self.intercept_)
+
+
+__all__ = ["LUTCalibratedPredictor", "LUTPredictor", "RidgePredictor", "linear_module", "table_from_dict"]

@@ -1,0 +1,199 @@
+"""``mlp``: the LightNAS predictor (one-hot → 128 → 64 → 1), optionally with a linear skip.
+
+With ``linear=True`` (default) the network is ``ridge(x) + mlp(x)``: the
+additive part every latency has, plus a small MLP for the interactions, so
+it starts from the additive fit instead of having to learn it. Trained in
+torch, full batch, Adam, on the squared relative error (what MAPE and the
+±5% share measure).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from hwprof.errors import PredictorError, require
+from hwprof.predictors.base import Predictor, training_sha256
+
+
+def _module(n_in: int, hidden: tuple[int, ...], linear: bool, mu: float, sd: float):
+    torch = require("torch", "torch")
+    nn = torch.nn
+
+    class MLPLatency(nn.Module):
+        """One-hot ``[..., L·K]`` → ms ``[...]``: ``mu + sd · (mlp(x) [+ linear(x)])``."""
+
+        def __init__(self):
+            super().__init__()
+            layers: list = []
+            prev = n_in
+            for width in hidden:
+                layers += [nn.Linear(prev, width), nn.ReLU()]
+                prev = width
+            layers.append(nn.Linear(prev, 1))
+            self.pred = nn.Sequential(*layers)  # pred.0/2/4 as in LightNAS's released file
+            self.linear = nn.Linear(n_in, 1) if linear else None
+            self.register_buffer("mu", torch.tensor(float(mu)))
+            self.register_buffer("sd", torch.tensor(float(sd)))
+
+        def forward(self, x):
+            x = x.to(self.mu.dtype)
+            out = self.pred(x).squeeze(-1)
+            if self.linear is not None:
+                out = out + self.linear(x).squeeze(-1)
+            return self.mu + self.sd * out
+
+    return MLPLatency()
+
+
+class MLPPredictor(Predictor):
+    """MLP latency predictor on the one-hot (LightNAS), differentiable in its input.
+
+    Parameters
+    ----------
+    space, device : str
+    hidden : tuple of int
+        Hidden widths; LightNAS uses (128, 64).
+    linear : bool
+        Add a linear (additive) path from the one-hot to the output.
+    weight_decay : float
+        AdamW weight decay of the MLP weights.
+    epochs : int
+        Full-batch optimisation steps.
+    lr : float
+        Adam learning rate (cosine-annealed).
+    seed : int
+        Torch seed for the initial weights.
+    """
+
+    kind = "mlp"
+    differentiable = True
+    _parameter_constraints: dict = {
+        "space": [str],
+        "device": [str],
+        "hidden": [tuple, list],
+        "linear": ["boolean"],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        space: str = "proxylessnas",
+        device: str = "",
+        hidden: tuple[int, ...] = (128, 64),
+        linear: bool = True,
+        weight_decay: float = 1e-2,
+        epochs: int = 300,
+        lr: float = 3e-3,
+        seed: int = 0,
+    ):
+        self.space = space
+        self.device = device
+        self.hidden = hidden
+        self.linear = linear
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.lr = lr
+        self.seed = seed
+
+    def fit(self, X, y):
+        torch = require("torch", "torch")
+        X, y = self._fit_start(X, y)
+        mu = float(np.mean(y))
+        sd = float(np.std(y)) if len(y) > 1 and np.std(y) > 0 else max(mu, 1e-6)
+        torch.manual_seed(self.seed)
+        net = _module(X.shape[1], tuple(self.hidden), self.linear, mu, sd)
+        xt = torch.tensor(X, dtype=torch.float32)
+        yt = torch.tensor(y, dtype=torch.float32)
+        if self.linear:  # start from the least-squares additive fit
+            with torch.no_grad():
+                A = np.hstack([X, np.ones((len(X), 1))])
+                coef = np.linalg.lstsq(A.T @ A + 1e-3 * np.eye(A.shape[1]), A.T @ ((y - mu) / sd), rcond=None)[0]
+                net.linear.weight.copy_(torch.as_tensor(coef[None, :-1], dtype=torch.float32))
+                net.linear.bias.fill_(float(coef[-1]))
+                net.pred[-1].weight.mul_(0.1)
+        decay = [p for n, p in net.named_parameters() if n.startswith("pred") and n.endswith("weight")]
+        rest = [p for n, p in net.named_parameters() if not (n.startswith("pred") and n.endswith("weight"))]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=self.lr
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.epochs)
+        net.train()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small dense problem: extra threads only contend
+        try:
+            for _ in range(self.epochs):
+                opt.zero_grad()
+                loss = torch.mean(((net(xt) - yt) / yt) ** 2)
+                loss.backward()
+                opt.step()
+                sched.step()
+        finally:
+            torch.set_num_threads(threads)
+        net.eval()
+        self._set_net(net)
+        return self
+
+    def _set_net(self, net) -> None:
+        self.net_ = net
+        self.state_ = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+
+    def _predict(self, X):
+        torch = require("torch", "torch")
+        with torch.no_grad():
+            return self.net_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+
+    def _state(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "linear": bool(self.linear), "weights": dict(self.state_)}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        torch = require("torch", "torch")
+        weights = state["weights"]
+        hidden = tuple(int(h) for h in state["hidden"])
+        n_in = int(np.asarray(weights["pred.0.weight"]).shape[1])
+        net = _module(n_in, hidden, bool(state["linear"]), float(weights["mu"]), float(weights["sd"]))
+        try:
+            net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
+        except RuntimeError as exc:
+            raise PredictorError(f"MLP weights do not fit hidden={hidden}: {exc}") from None
+        net.eval()
+        self._set_net(net)
+
+    def _torch_module(self):
+        import copy
+
+        return copy.deepcopy(self.net_)
+
+    @classmethod
+    def from_lightnas_state_dict(
+        cls, state: Mapping[str, Any], space: str = "lightnas", device: str = "", source: str = ""
+    ) -> "MLPPredictor":
+        """Predictor from LightNAS's released state dict (``pred.0/2/4.weight/bias``, ReLU between)."""
+        torch = require("torch", "torch")
+        names = [k for k in state if k.startswith("pred.")]
+        linears = sorted({int(k.split(".")[1]) for k in names})
+        if not linears or any(f"pred.{i}.{p}" not in state for i in linears for p in ("weight", "bias")):
+            raise PredictorError(f"not a LightNAS predictor state dict (keys: {', '.join(list(state)[:6])})")
+        shapes = [tuple(state[f"pred.{i}.weight"].shape) for i in linears]
+        hidden = tuple(s[0] for s in shapes[:-1])
+        pred = cls(space=space, device=device, hidden=hidden, linear=False)
+        width = pred.space_.num_layers * pred.space_.max_choices
+        if shapes[0][1] != width or shapes[-1][0] != 1:
+            raise PredictorError(f"predictor input {shapes[0][1]} does not match space {space} ({width} one-hot inputs)")
+        weights = {k: torch.as_tensor(v).float().numpy() for k, v in state.items() if k in names}
+        weights.update(mu=np.float32(0.0), sd=np.float32(1.0))
+        pred._load_state({"hidden": list(hidden), "linear": False, "weights": weights})
+        pred.n_features_in_ = width
+        pred.n_train_ = 0
+        pred.device_ = device
+        pred.training_sha256_ = training_sha256(np.zeros((0, width)), None) if not source else f"released:{source}"
+        return pred
+
+
+__all__ = ["MLPPredictor"]

@@ -1,0 +1,208 @@
+"""``transfer`` (few-shot for a new device) and ``auto`` (kind chosen by cross-validation).
+
+Transfer: predictors fitted on other devices (the priors) already rank
+architectures; on a new device only a couple of parameters can be learned
+from ten measurements. So the priors are scored by the leave-one-out error
+of an affine map in log space (``log y = a · log prior + c``) on the new
+device's samples, the best ``top_k`` are combined in log space with weights
+``∝ 1 / LOO error²``, and one affine map of that combination is fitted.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.model_selection import KFold
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from hwprof.errors import PredictorError
+from hwprof.predictors.base import Predictor
+
+
+def _loo_affine_error(z: np.ndarray, t: np.ndarray) -> float:
+    """RMS leave-one-out residual of ``t ≈ a·z + c`` (or ``t ≈ z + c`` below 4 samples)."""
+    n = len(t)
+    if n < 4 or np.ptp(z) == 0:
+        c = t - z
+        loo = (c - c.mean()) * n / max(n - 1, 1)
+        return float(np.sqrt(np.mean(loo**2)))
+    A = np.stack([z, np.ones(n)], axis=1)
+    H = A @ np.linalg.pinv(A)
+    resid = t - H @ t
+    loo = resid / np.clip(1 - np.diag(H), 1e-6, None)
+    return float(np.sqrt(np.mean(loo**2)))
+
+
+class TransferPredictor(Predictor):
+    """Few-shot predictor: priors from other devices, a small log-affine correction.
+
+    Parameters
+    ----------
+    space, device : str
+        ``device`` is the new device; a prior fitted on the same device is refused.
+    priors : sequence of Predictor or paths
+        Fitted predictors of the same space on other devices.
+    top_k : int
+        How many priors (the best by leave-one-out error) are combined.
+    """
+
+    kind = "transfer"
+    differentiable = False
+    _parameter_constraints: dict = {
+        "space": [str],
+        "device": [str],
+        "priors": "no_validation",
+        "top_k": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, space: str = "proxylessnas", device: str = "", priors: Sequence = (), top_k: int = 2):
+        self.space = space
+        self.device = device
+        self.priors = priors
+        self.top_k = top_k
+
+    def _load_priors(self) -> list[Predictor]:
+        from hwprof.predictors import load_predictor
+
+        out = []
+        for p in self.priors:
+            prior = load_predictor(p, space=self.space) if isinstance(p, (str, Path)) else p
+            check_is_fitted(prior, "training_sha256_")
+            if prior.space != self.space:
+                raise PredictorError(f"prior for space {prior.space!r} cannot serve space {self.space!r}")
+            dev = prior.metadata["device"]
+            if self.device and dev == self.device:
+                raise PredictorError(f"prior was fitted on the target device {dev!r}; transfer needs other devices")
+            out.append(prior)
+        if not out:
+            raise PredictorError("transfer needs at least one prior predictor (--prior FILE, repeatable)")
+        return out
+
+    def fit(self, X, y):
+        X, y = self._fit_start(X, y)
+        priors = self._load_priors()
+        logp = np.log(np.clip(np.stack([p.predict(X) for p in priors], axis=1), 1e-9, None))
+        t = np.log(y)
+        errors = np.array([_loo_affine_error(logp[:, m], t) for m in range(len(priors))])
+        order = np.argsort(errors)[: self.top_k]
+        w = 1.0 / np.maximum(errors[order], 1e-6) ** 2
+        w /= w.sum()
+        z = logp[:, order] @ w
+        if len(y) >= 4 and np.ptp(z) > 0:
+            a, c = np.polyfit(z, t, 1)
+        else:
+            a, c = 1.0, float(np.mean(t - z))
+        self.prior_errors_ = errors
+        self.selected_ = [int(i) for i in order]
+        self.weights_ = w
+        self.slope_, self.offset_ = float(a), float(c)
+        self.priors_ = [priors[i] for i in order]
+        return self
+
+    def _predict(self, X):
+        logp = np.stack([np.log(np.clip(p.predict(X), 1e-9, None)) for p in self.priors_], axis=1)
+        return np.exp(self.slope_ * (logp @ self.weights_) + self.offset_)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "priors": [p.to_document() for p in self.priors_],
+            "weights": self.weights_,
+            "slope": self.slope_,
+            "offset": self.offset_,
+            "prior_errors": self.prior_errors_,
+            "selected": self.selected_,
+        }
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        from hwprof.predictors import predictor_from_document
+
+        self.priors_ = [predictor_from_document(d) for d in state["priors"]]
+        self.weights_ = np.asarray(state["weights"], dtype=np.float64)
+        self.slope_, self.offset_ = float(state["slope"]), float(state["offset"])
+        self.prior_errors_ = np.asarray(state["prior_errors"], dtype=np.float64)
+        self.selected_ = [int(i) for i in state["selected"]]
+
+
+def mape(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred / y - 1.0)))
+
+
+class AutoPredictor(Predictor):
+    """Chooses a kind by k-fold cross-validated MAPE on the training rows, then refits it.
+
+    Parameters
+    ----------
+    space, device : str
+    kinds : sequence of str
+        Candidate kinds (``lut-calibrated`` needs ``table``).
+    cv : int
+        Folds.
+    seed : int
+    table : LatencyTable or path, optional
+        For the table-based kinds.
+    """
+
+    kind = "auto"
+    _parameter_constraints: dict = {
+        "space": [str],
+        "device": [str],
+        "kinds": [tuple, list],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "table": "no_validation",
+    }
+
+    def __init__(self, space="proxylessnas", device="", kinds=("ridge", "gbdt", "mlp"), cv=3, seed=0, table=None):
+        self.space = space
+        self.device = device
+        self.kinds = kinds
+        self.cv = cv
+        self.seed = seed
+        self.table = table
+
+    @property
+    def differentiable(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self, "best_", None) is not None and self.best_.differentiable)
+
+    def _make(self, kind: str) -> Predictor:
+        from hwprof.predictors import make_predictor
+
+        extra = {"table": self.table} if kind in ("lut", "lut-calibrated") else {}
+        return make_predictor(kind, space=self.space, device=self.device, **extra)
+
+    def fit(self, X, y):
+        X, y = self._fit_start(X, y)
+        if "auto" in self.kinds or "transfer" in self.kinds:
+            raise PredictorError("auto chooses among ridge, lut, lut-calibrated, gbdt and mlp")
+        folds = KFold(min(self.cv, len(y)), shuffle=True, random_state=self.seed)
+        scores: dict[str, float] = {}
+        for kind in self.kinds:
+            errs = [mape(y[te], self._make(kind).fit(X[tr], y[tr]).predict(X[te])) for tr, te in folds.split(X)]
+            scores[kind] = float(np.mean(errs))
+        self.cv_mape_ = scores
+        self.chosen_kind_ = min(scores, key=scores.get)
+        self.best_ = self._make(self.chosen_kind_).fit(X, y)
+        return self
+
+    def _predict(self, X):
+        return self.best_.predict(X)
+
+    def _torch_module(self):
+        return self.best_.to_torch()
+
+    def _state(self) -> dict[str, Any]:
+        return {"chosen_kind": self.chosen_kind_, "cv_mape": self.cv_mape_, "best": self.best_.to_document()}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        from hwprof.predictors import predictor_from_document
+
+        self.chosen_kind_ = str(state["chosen_kind"])
+        self.cv_mape_ = {str(k): float(v) for k, v in state["cv_mape"].items()}
+        self.best_ = predictor_from_document(state["best"])
+
+
+__all__ = ["AutoPredictor", "TransferPredictor"]
