@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwprof.lut import LatencyTable
+from hwprof.lut import build_table
 from hwprof.spaces import space as get_space
 from hwprof.store import Store
 
@@ -52,7 +52,7 @@ def main() -> None:
     print(f"[1] ops campaign from an empty store: {wall:.1f} s wall, {n_ops} distinct operators")
 
     campaign(stores[1], *base, "--ops")
-    tables = [LatencyTable.from_store(Store(s), device=a.device) for s in stores]
+    tables = [build_table(Store(s).records(device=a.device, kind="op"), get_space(a.space)) for s in stores]
     keys = sorted(tables[0].entries)
     m1 = np.array([tables[0].entries[k] for k in keys])
     m2 = np.array([tables[1].entries[k] for k in keys])
