@@ -5,10 +5,12 @@ A campaign (:func:`run_campaign`)
 1. fingerprints the device and refuses to append to a store whose records
    for that device were taken under another fingerprint (the error names
    the fields) unless told to;
-2. skips every workload already in the store under the same fingerprint, so
-   a re-run after an interruption resumes and never duplicates a record;
-3. times each remaining workload with :func:`hwprof.protocol.measure` and
-   commits its record at once;
+2. skips every round already in the store under the same fingerprint, so a
+   re-run after an interruption resumes and never duplicates a record;
+3. times the remaining workloads in blocks of ``plan.block``: ``plan.rounds``
+   passes over each block (alternating direction), each visit one
+   :func:`hwprof.protocol.measure` with :meth:`~hwprof.protocol.Plan.per_round`
+   and one record committed at once;
 4. re-measures a sentinel workload every ``plan.sentinel_every`` records and
    flags drift (thermal throttling, a neighbour process) when its median
    moves by more than ``plan.drift_tolerance``.
@@ -16,6 +18,7 @@ A campaign (:func:`run_campaign`)
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -61,13 +64,27 @@ def arch_workloads(space: Space, n: int, seed: int = 0, batch: int = 1) -> list[
 
 @dataclass
 class CampaignReport:
-    """What a campaign did; ``records`` are the new ones in measuring order."""
+    """What a campaign did; ``records`` are the new ones (one per round) in measuring order.
+
+    ``planned`` workloads were asked for, ``skipped`` of them already had all
+    their rounds in the store; ``pending`` rounds were left to measure.
+    ``flagged`` maps each quality flag to the advice of every record that
+    raised it (``key: advice``), so a caller can summarise instead of
+    printing one warning per record.
+    """
+
+    def flag_summary(self) -> list[str]:
+        """One line per quality flag: how many records, one example with its advice."""
+        return [f"{len(notes)} records flagged {flag}, e.g. {notes[0]}" for flag, notes in self.flagged.items()]
 
     planned: int
     skipped: int
+    rounds: int = 1
+    pending: int = 0
     records: list[Measurement] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    flagged: dict[str, list[str]] = field(default_factory=dict)
     interrupted: str = ""
     wall_s: float = 0.0
 
@@ -112,7 +129,8 @@ def run_campaign(
     allow_new_fingerprint : bool
         Append even when the store holds records of this device under another fingerprint.
     on_record : callable, optional
-        Called after each workload with its new record (None when it failed).
+        Called after each round with its new record; with None for every
+        round left of a workload that failed.
     on_plan : callable, optional
         Called once with the report before measuring starts (planned and skipped counts).
 
@@ -125,14 +143,21 @@ def run_campaign(
         finished record is already in the store.
     """
     plan = plan or device.config.plan
+    round_plan = plan.per_round()
     t0 = time.perf_counter()
     name = device.config.name
     fp = device.fingerprint()
     check_store_fingerprint(store, name, fp, allow_new_fingerprint)
     fp_hash = fingerprint_hash(fp)
-    done = {(kind, key) for kind in {w.kind for w in workloads} for key in store.measured_keys(name, kind, fp_hash)}
-    todo = [w for w in workloads if (w.kind, w.key) not in done]
-    report = CampaignReport(planned=len(workloads), skipped=len(workloads) - len(todo))
+    counts = {
+        (kind, key): n for kind in {w.kind for w in workloads} for key, n in store.round_counts(name, kind, fp_hash).items()
+    }
+    need: dict[Workload, int] = {}  # rounds still to measure, in the order given
+    for w in workloads:
+        left = plan.rounds - counts.get((w.kind, w.key), 0)
+        if left > 0:
+            need[w] = left
+    report = CampaignReport(len(workloads), len(workloads) - len(need), plan.rounds, sum(need.values()))
     if on_plan:
         on_plan(report)
     tmp = None
@@ -140,58 +165,78 @@ def run_campaign(
         tmp = tempfile.TemporaryDirectory(prefix="hwprof-")
         workdir = Path(tmp.name)
 
-    def timed(w: Workload) -> Outcome:
-        handle = device.prepare(w, workdir)
+    def timed(w: Workload, folder: Path, p: Plan = round_plan) -> Outcome:
+        handle = device.prepare(w, folder)
         try:
-            return measure(lambda runs, warmup: device.run(handle, runs, warmup), plan)
+            return measure(lambda runs, warmup: device.run(handle, runs, warmup), p)
         finally:
             device.release(handle)
 
-    sentinel: Workload | None = todo[0] if todo else None
+    order = list(need)
+    sentinel: Workload | None = order[0] if order else None
     reference_ms: float | None = None
     drifting = False
+    measured = 0
+
+    def check_sentinel() -> None:
+        nonlocal reference_ms, drifting
+        median = timed(sentinel, workdir, plan).summary.median_ms  # the whole budget: it must be precise
+        if reference_ms is None:
+            reference_ms = median
+            return
+        change = median / reference_ms - 1
+        drifting = abs(change) > plan.drift_tolerance
+        if drifting:
+            note = f"sentinel {sentinel.key} moved {change:+.1%} after {measured} records"
+            report.drift.append(note)
+            warn(f"drift: {note}; let the device cool down or quiet the machine, then re-measure")
+
     try:
-        for i, w in enumerate(todo):
-            if sentinel is not None and plan.sentinel_every and i % plan.sentinel_every == 0:
-                median = timed(sentinel).summary.median_ms
-                if reference_ms is None:
-                    reference_ms = median
-                else:
-                    change = median / reference_ms - 1
-                    drifting = abs(change) > plan.drift_tolerance
-                    if drifting:
-                        note = f"sentinel {sentinel.key} moved {change:+.1%} after {i} records"
-                        report.drift.append(note)
-                        warn(f"drift: {note}; let the device cool down or quiet the machine, then re-measure")
-            try:
-                outcome = timed(w)
-            except DeviceError:
-                raise
-            except HwprofError as exc:
-                report.failed.append((w.key, str(exc)))
-                warn(f"{w.key}: {exc}")
-                if on_record:
-                    on_record(None, w)
-                continue
-            flags = outcome.flags + (("drift",) if drifting else ())
-            for advice in outcome.advice:
-                warn(f"{w.key}: {advice}")
-            m = Measurement(
-                w.kind,
-                w.key,
-                w.space,
-                name,
-                outcome.samples_ms,
-                outcome.warmup,
-                fp,
-                device.environment(),
-                time.time(),
-                flags,
-            )
-            store.add(m)
-            report.records.append(m)
-            if on_record:
-                on_record(m, w)
+        for b in range(0, len(order), plan.block):
+            block = order[b : b + plan.block]
+            # Artifacts of a block live until its last round; a temporary folder is emptied after it.
+            folder = workdir / f"block-{b // plan.block}" if tmp is not None else workdir
+            for r in range(plan.rounds):
+                for w in block if r % 2 == 0 else block[::-1]:
+                    if need[w] == 0:
+                        continue
+                    if sentinel is not None and plan.sentinel_every and measured % plan.sentinel_every == 0:
+                        check_sentinel()
+                    measured += 1
+                    try:
+                        outcome = timed(w, folder)
+                    except DeviceError:
+                        raise
+                    except HwprofError as exc:
+                        report.failed.append((w.key, str(exc)))
+                        warn(f"{w.key}: {exc}")
+                        for _ in range(need[w]):
+                            if on_record:
+                                on_record(None, w)
+                        need[w] = 0
+                        continue
+                    need[w] -= 1
+                    flags = outcome.flags + (("drift",) if drifting else ())
+                    for flag, advice in zip(outcome.flags, outcome.advice):
+                        report.flagged.setdefault(flag, []).append(f"{w.key}: {advice}")
+                    m = Measurement(
+                        w.kind,
+                        w.key,
+                        w.space,
+                        name,
+                        outcome.samples_ms,
+                        outcome.warmup,
+                        fp,
+                        device.environment(),
+                        time.time(),
+                        flags,
+                    )
+                    store.add(m)
+                    report.records.append(m)
+                    if on_record:
+                        on_record(m, w)
+            if tmp is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     except DeviceError as exc:
         report.interrupted = f"device error: {exc}"
     except KeyboardInterrupt:

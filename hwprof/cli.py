@@ -79,6 +79,7 @@ def measure(
     min_runs: Optional[int] = typer.Option(None, help="Timed runs before the CI target is checked."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Cap on timing seconds per workload."),
     warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
+    rounds: Optional[int] = typer.Option(None, help="Passes per workload; its latency is the median over them."),
     limit: Optional[int] = typer.Option(None, help="Measure at most N workloads (for a quick look)."),
     allow_new_fingerprint: bool = typer.Option(False, help="Append although the store has this device under another environment."),
     workdir: Optional[Path] = typer.Option(None, help="Keep the exported artifacts in this folder."),
@@ -97,7 +98,8 @@ def measure(
     if batch is not None:
         config = dataclasses.replace(config, batch=batch)
     plan = config.plan.updated(
-        {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time, "warmup_runs": warmup_runs}
+        {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time, "warmup_runs": warmup_runs,
+         "rounds": rounds}
     )
     sp = get_space(space)
     work = op_workloads(sp, resolution, config.batch, width_steps) if ops else arch_workloads(sp, archs, seed, config.batch)
@@ -117,7 +119,7 @@ def measure(
             console=err,
             transient=False,
         ) as progress:
-            task = progress.add_task("measuring", total=len(work))
+            task = progress.add_task("measuring", total=len(work) * plan.rounds)
             report = run_campaign(
                 dev,
                 work,
@@ -126,13 +128,18 @@ def measure(
                 workdir=workdir,
                 allow_new_fingerprint=allow_new_fingerprint,
                 on_record=lambda m, w: progress.advance(task),
-                on_plan=lambda r: progress.update(task, completed=r.skipped),
+                on_plan=lambda r: progress.update(task, completed=r.planned * r.rounds - r.pending),
             )
     finally:
         dev.close()
     _print_records(report.records)
+    for line in report.flag_summary():
+        err.print(f"hwprof: warning: {line}", highlight=False)
     new = len(report.records)
-    summary = f"{new} new records, {report.skipped} already in the store, {len(report.failed)} failed, {report.wall_s:.1f} s"
+    summary = (
+        f"{new} new records ({plan.rounds} round(s) per workload), {report.skipped} workloads already in the store, "
+        f"{len(report.failed)} failed, {report.wall_s:.1f} s"
+    )
     if new == 0 and not report.failed and not report.interrupted:
         summary = f"nothing new to measure: all {report.planned} workloads are already in {db.path}"
     out.print(summary)
@@ -144,16 +151,35 @@ def measure(
 
 
 def _print_records(records, limit: int = 40) -> None:
+    """One row per workload: the median over its new rounds and their spread."""
     if not records:
         return
-    table = Table("median ms", "IQR ms", "runs", "CV", "flags", title="new records")
+    from statistics import median
+
+    from hwprof.stats import combine
+
+    by_key: dict[str, list] = {}
+    for m in records:
+        by_key.setdefault(m.key, []).append(m)
+    table = Table("median ms", "rounds", "round spread", "runs", "CV", "flags", title="new records")
     table.add_column("workload", overflow="fold")
-    shown = records if len(records) <= limit else records[: limit // 2] + records[-limit // 2 :]
-    for m in shown:
-        s = m.summary
-        table.add_row(f"{s.median_ms:.4f}", f"{s.iqr_ms:.3f}", str(s.n), f"{s.cv:.1%}", ",".join(m.flags), m.key)
-    if len(records) > limit:
-        table.caption = f"{len(records) - limit} rows not shown; `hwprof export` writes them all"
+    keys = list(by_key)
+    shown = keys if len(keys) <= limit else keys[: limit // 2] + keys[-limit // 2 :]
+    for key in shown:
+        ms = by_key[key]
+        medians = [m.median_ms for m in ms]
+        flags = sorted({f for m in ms for f in m.flags})
+        table.add_row(
+            f"{combine([m.samples_ms for m in ms]):.4f}",
+            str(len(ms)),
+            f"{max(medians) / min(medians) - 1:.1%}",
+            str(sum(m.summary.n for m in ms)),
+            f"{median(m.summary.cv for m in ms):.1%}",
+            ",".join(flags),
+            key,
+        )
+    if len(keys) > limit:
+        table.caption = f"{len(keys) - limit} rows not shown; `hwprof export` writes them all"
     out.print(table)
 
 

@@ -99,7 +99,7 @@ def predict_with(model, sp, archs) -> np.ndarray:
 def _store_data(store: Path, device: str, sp, statistic: str = "median"):
     """Table (from op records, or None) and (archs, ms) from arch records of ``device``."""
     from hwprof.lut import build_table
-    from hwprof.stats import statistic as stat
+    from hwprof.stats import combine
     from hwprof.store import Store
 
     if not Path(store).is_file():
@@ -108,11 +108,11 @@ def _store_data(store: Path, device: str, sp, statistic: str = "median"):
         ops = st.records(device=device, kind="op")
         arch_records = st.records(device=device, kind="arch", space=sp.name)
     table = build_table(ops, sp, statistic, source=str(store)) if ops else None
-    by_key: dict[str, list[float]] = {}
+    by_key: dict[str, list[tuple[float, ...]]] = {}
     for m in arch_records:
-        by_key.setdefault(m.key, []).extend(m.samples_ms)
+        by_key.setdefault(m.key, []).append(m.samples_ms)
     archs = [sp.parse(k) for k in by_key]
-    y = np.array([stat(v, statistic) for v in by_key.values()], dtype=np.float64)
+    y = np.array([combine(v, statistic) for v in by_key.values()], dtype=np.float64)
     return table, archs, y
 
 

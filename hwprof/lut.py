@@ -38,7 +38,7 @@ from hwprof.errors import ConfigError, MissingEntryError, SpaceError
 from hwprof.measurement import KIND_OP, Measurement, check_compatible
 from hwprof.ops import OpSpec, decode
 from hwprof.spaces import Arch, LayerGeom, Space
-from hwprof.stats import statistic as _statistic
+from hwprof.stats import combine
 
 FORMAT = "hwprof-latency-table"
 FORMAT_VERSION = 1
@@ -302,7 +302,8 @@ def build_table(
         cell of its ``[L, K]`` view must be present.
     statistic : str
         ``median`` (default), ``mean``, ``min`` or ``p90`` of the raw samples;
-        samples of repeated records of one key are pooled.
+        with repeated records (rounds) of one key, the median of their
+        statistics (:func:`hwprof.stats.combine`).
 
     Raises
     ------
@@ -311,7 +312,7 @@ def build_table(
     MissingEntryError
         When ``space`` is given and cells or fixed ops are missing.
     """
-    samples: dict[str, list[float]] = {}
+    rounds: dict[str, list[tuple[float, ...]]] = {}
     first: Measurement | None = None
     for m in records:
         if m.kind != KIND_OP:
@@ -320,11 +321,11 @@ def build_table(
             first = m
         else:
             check_compatible(first.fingerprint, m.fingerprint, f"op records {first.key!r} and {m.key!r}")
-        samples.setdefault(m.key, []).extend(m.samples_ms)
+        rounds.setdefault(m.key, []).append(m.samples_ms)
     if first is None:
         raise MissingEntryError("no op records to build a table from; run hwprof measure --ops first")
     try:
-        entries = {k: _statistic(v, statistic) for k, v in samples.items()}
+        entries = {k: combine(v, statistic) for k, v in rounds.items()}
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     fp = dict(first.fingerprint)

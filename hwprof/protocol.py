@@ -18,12 +18,23 @@ Steps, in order (:func:`measure`):
    ``high-cv`` (CV above ``cv_warn``), ``slow-first-run`` (the first timed run
    above 1.5× the median: warm-up too short), ``outliers`` (more than 5% of
    the samples).
+4. **Rounds** (:mod:`hwprof.campaign`). With ``rounds > 1`` a campaign times
+   every workload ``rounds`` times, in separate passes over blocks of
+   ``block`` workloads, each pass one record following steps 1–3 with the
+   budget of :meth:`Plan.per_round`. A workload's latency is the median over
+   its rounds (:func:`hwprof.stats.combine`). A shared machine (a VM, a
+   laptop) changes speed for spells of seconds; timed in one go, a workload
+   that falls in a slow spell is wrong by the spell's factor however many
+   runs it gets, and its neighbours in the campaign with it. Spread over
+   passes, a spell hits one round of a workload and is outvoted.
 
 Defaults: one thread (set by the device; single-threaded latency is the
 stable, intrinsic figure); 10 warm-up runs and 0.2 s, because ONNX Runtime
 and XNNPACK reach steady state within a few runs on a desktop CPU; 20 to 300
 timed runs and 10 s per workload, which meets ±1% for every op of the
-built-in spaces on a quiet machine. All are overridable from the device TOML
+built-in spaces on a quiet machine. One round (``rounds = 1``) unless the
+device config asks for more: the local CPU configs use 10, phones and GPUs
+whose clocks are pinned need 1. All are overridable from the device TOML
 ``[protocol]`` table and the CLI.
 """
 
@@ -52,14 +63,17 @@ class Plan:
     cv_warn: float = 0.10
     sentinel_every: int = 25
     drift_tolerance: float = 0.05
+    rounds: int = 1
+    block: int = 100
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"protocol.{f.name} must be a non-negative number, got {value!r}")
-        if self.chunk < 1 or self.max_runs < 1:
-            raise ConfigError("protocol.chunk and protocol.max_runs must be at least 1")
+        for name in ("chunk", "max_runs", "rounds", "block"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"protocol.{name} must be at least 1, got {getattr(self, name)!r}")
         if self.min_runs > self.max_runs:
             raise ConfigError(f"protocol.min_runs ({self.min_runs}) exceeds protocol.max_runs ({self.max_runs})")
 
@@ -74,6 +88,23 @@ class Plan:
             if isinstance(getattr(self, k), int) and isinstance(v, float) and v.is_integer():
                 clean[k] = int(v)
         return replace(self, **clean)
+
+    def per_round(self) -> Plan:
+        """The plan of one round: CI target widened by √rounds, runs and time split over the rounds.
+
+        The median of ``rounds`` round medians, each within ±``target_ci·√rounds``,
+        is about as precise as one median within ±``target_ci``.
+        """
+        if self.rounds == 1:
+            return self
+        r = self.rounds
+        return replace(
+            self,
+            target_ci=self.target_ci * r**0.5,
+            max_runs=max(self.max_runs // r, self.min_runs, 1),
+            max_time_s=self.max_time_s / r,
+            rounds=1,
+        )
 
 
 #: ``run(runs, warmup) -> samples_ms``: one device call.

@@ -111,3 +111,16 @@ def statistic(samples: Sequence[float], name: str = "median") -> float:
         return {"median": s.median_ms, "mean": s.mean_ms, "min": s.min_ms, "p90": s.p90_ms}[name]
     except KeyError:
         raise ValueError(f"unknown statistic {name!r}; allowed: {', '.join(STATISTICS)}") from None
+
+
+def combine(rounds: Sequence[Sequence[float]], name: str = "median") -> float:
+    """One statistic of a workload measured in several rounds (records), in ms.
+
+    The statistic of each round, then the median across rounds: a round
+    timed during a slow spell of the machine is outvoted rather than pooled
+    (pooling a 2× slower third of the samples would move the median by
+    several percent). One round gives that round's statistic.
+    """
+    if not rounds:
+        raise ValueError("no rounds to combine")
+    return float(np.median([statistic(r, name) for r in rounds]))

@@ -141,6 +141,14 @@ class Store:
             args.append(fingerprint_hash)
         return {r[0] for r in self._db.execute(sql, args)}
 
+    def round_counts(self, device: str, kind: str, fingerprint_hash: str) -> dict[str, int]:
+        """Number of records (rounds) per key of ``device`` under ``fingerprint_hash``."""
+        rows = self._db.execute(
+            "SELECT key, COUNT(*) FROM records WHERE device = ? AND kind = ? AND fingerprint_hash = ? GROUP BY key",
+            (device, kind, fingerprint_hash),
+        )
+        return {k: int(n) for k, n in rows}
+
     def fingerprints(self, device: str) -> dict[str, dict]:
         """Distinct fingerprints of ``device``'s records, by hash."""
         rows = self._db.execute("SELECT DISTINCT fingerprint_hash, fingerprint FROM records WHERE device = ?", (device,))
@@ -188,16 +196,21 @@ class Store:
 
     # -- export ----------------------------------------------------------------
     def to_frame(self, **filters) -> pd.DataFrame:
-        """One row per record: key, device, statistics from the raw samples, samples, fingerprint fields."""
+        """One row per record: key, device, round (1, 2, ... per key and fingerprint, in measuring
+        order), statistics from the raw samples, samples, fingerprint fields."""
         rows = []
+        seen: dict[tuple[str, str, str, str], int] = {}
         for m in self.iter_records(**filters):
             s = m.summary
+            ident = (m.device, m.kind, m.key, m.fingerprint_hash)
+            seen[ident] = seen.get(ident, 0) + 1
             row = {
                 "kind": m.kind,
                 "op_key" if m.kind == "op" else "arch": m.key,
                 "key": m.key,
                 "space": m.space,
                 "device": m.device,
+                "round": seen[ident],
                 "median_ms": s.median_ms,
                 "mean_ms": s.mean_ms,
                 "iqr_ms": s.iqr_ms,

@@ -78,12 +78,33 @@ def test_arch_campaign_end_to_end(tmp_path):
     assert all(m.space == "fbnet-c100" and m.kind == "arch" and m.median_ms > 0 for m in rep.records)
 
 
+def test_rounds_visit_each_block_back_and_forth_and_resume_per_round(tmp_path):
+    sp = space("fbnet-c100")
+    work = op_workloads(sp)[:5]
+    keys = [w.key for w in work]
+    store = Store(tmp_path / "s.sqlite")
+    plan = FAST.updated({"rounds": 3, "block": 3, "sentinel_every": 0})
+    dev = open_device("cpu")
+    try:
+        rep = run_campaign(dev, work, store, plan)
+        # block 1 = work[:3] forward, backward, forward; then block 2 = work[3:]
+        a, b = keys[:3], keys[3:]
+        assert [m.key for m in rep.records] == a + a[::-1] + a + b + b[::-1] + b
+        assert rep.pending == 15 and rep.rounds == 3
+        more = run_campaign(dev, work, store, plan.updated({"rounds": 4}))
+        assert sorted(m.key for m in more.records) == sorted(keys) and more.skipped == 0
+        assert run_campaign(dev, work, store, plan.updated({"rounds": 4})).pending == 0
+    finally:
+        dev.close()
+    assert all(n == 4 for n in store.round_counts("cpu", "op", rep.records[0].fingerprint_hash).values())
+
+
 @pytest.mark.slow
 def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
     store_path = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
            "--store", str(store_path), "--limit", "12", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
-           "--warmup-runs", "2"]
+           "--warmup-runs", "2", "--rounds", "3"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     n = 0
@@ -98,11 +119,11 @@ def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 3 <= n < 12
+    assert 3 <= n < 36
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     keys = [m.key for m in Store(store_path).records()]
-    assert len(keys) == len(set(keys)) == 12
+    assert len(set(keys)) == 12 and all(keys.count(k) == 3 for k in keys)  # every round once, none twice
     final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert "nothing new to measure" in final.stdout
 
@@ -111,7 +132,8 @@ def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     store_path = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
-           "--store", str(store_path), "--limit", "30", "--max-runs", "10", "--min-runs", "5", "--max-time", "1"]
+           "--store", str(store_path), "--limit", "30", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
+           "--rounds", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (store_path.exists() and len(Store(store_path)) >= 2):

@@ -62,13 +62,14 @@ def test_corrupt_store_is_refused_by_measure(tmp_path):
 
 def test_measure_then_export(tmp_path):
     args = ["measure", "--device", "cpu", "--space", "fbnet-c100", "--archs", "2", "--seed", "1",
-            "--store", "r.sqlite", "--max-runs", "10", "--min-runs", "5", "--max-time", "1"]
+            "--store", "r.sqlite", "--max-runs", "10", "--min-runs", "5", "--max-time", "1", "--rounds", "2"]
     res = hwprof(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "2 new records" in res.stdout
+    assert "4 new records (2 round(s) per workload)" in res.stdout
     res = hwprof(*args, cwd=tmp_path)
     assert "nothing new to measure" in res.stdout
     res = hwprof("export", "--store", "r.sqlite", "--format", "parquet", "-o", "r.parquet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     df = pd.read_parquet(tmp_path / "r.parquet")
-    assert len(df) == 2 and (df.median_ms > 0).all() and set(df.device) == {"cpu"}
+    assert len(df) == 4 and (df.median_ms > 0).all() and set(df.device) == {"cpu"}
+    assert sorted(df["round"]) == [1, 1, 2, 2] and df.arch.nunique() == 2

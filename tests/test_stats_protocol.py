@@ -7,7 +7,7 @@ import pytest
 
 from hwprof.errors import ConfigError, MeasurementError
 from hwprof.protocol import Plan, measure
-from hwprof.stats import mad_outliers, median_ci, statistic, summarize
+from hwprof.stats import combine, mad_outliers, median_ci, statistic, summarize
 
 
 def test_median_ci_covers_true_median():
@@ -100,3 +100,25 @@ def test_plan_validation_and_overrides():
     with pytest.raises(ConfigError, match="unknown protocol setting"):
         Plan().updated({"warmup": 3})
     assert Plan().updated({"max_runs": 50.0, "target_ci": None}).max_runs == 50
+    with pytest.raises(ConfigError, match="rounds"):
+        Plan(rounds=0)
+
+
+def test_per_round_plan_splits_the_budget():
+    plan = Plan(rounds=4, target_ci=0.01, max_runs=300, max_time_s=8.0, min_runs=10)
+    one = plan.per_round()
+    assert one.rounds == 1 and one.target_ci == pytest.approx(0.02)
+    assert one.max_runs == 75 and one.max_time_s == pytest.approx(2.0) and one.min_runs == 10
+    assert Plan().per_round() == Plan()
+
+
+def test_combine_outvotes_a_slow_round_that_pooling_would_not():
+    rng = np.random.default_rng(0)
+    normal = [list(1.0 + 0.05 * rng.standard_normal(40)) for _ in range(2)]
+    slow = list(2.0 + 0.1 * rng.standard_normal(40))  # a round taken during a 2x slow spell
+    rounds = [normal[0], slow, normal[1]]
+    assert combine(rounds) == pytest.approx(1.0, abs=0.02)
+    assert statistic(sum(rounds, []), "median") > 1.03  # pooling drags the median up
+    assert combine([normal[0]], "min") == pytest.approx(min(normal[0]))
+    with pytest.raises(ValueError):
+        combine([])
