@@ -34,7 +34,7 @@ from hwprof.errors import ConfigError
 from hwprof.measurement import Workload
 from hwprof.protocol import Plan
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "device_configs"
+BUILTIN_DIR = Path(__file__).parents[1] / "device_configs"  # link to the top-level folder; a copy in a wheel
 ENTRY_POINT_GROUP = "hwprof.devices"
 
 
