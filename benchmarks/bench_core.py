@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hwprof.lut import build_table
+from hwprof.measurement import rounds_by_key
 from hwprof.spaces import space as get_space
 from hwprof.stats import combine
 from hwprof.store import Store
@@ -65,9 +66,7 @@ def main() -> None:
 
     campaign(stores[0], *base, "--archs", str(a.archs), "--seed", str(a.seed))
     sp = get_space(a.space)
-    rounds: dict[str, list[tuple[float, ...]]] = {}
-    for m in Store(stores[0]).records(device=a.device, kind="arch", space=a.space):
-        rounds.setdefault(m.key, []).append(m.samples_ms)
+    rounds = rounds_by_key(Store(stores[0]).records(device=a.device, kind="arch", space=a.space))
     e2e = np.array([combine(r) for r in rounds.values()])
     lut = np.array([tables[0].arch_latency(sp, key) for key in rounds])
     err = lut / e2e - 1

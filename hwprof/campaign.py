@@ -73,10 +73,6 @@ class CampaignReport:
     printing one warning per record.
     """
 
-    def flag_summary(self) -> list[str]:
-        """One line per quality flag: how many records, one example with its advice."""
-        return [f"{len(notes)} records flagged {flag}, e.g. {notes[0]}" for flag, notes in self.flagged.items()]
-
     planned: int
     skipped: int
     rounds: int = 1
@@ -87,6 +83,10 @@ class CampaignReport:
     flagged: dict[str, list[str]] = field(default_factory=dict)
     interrupted: str = ""
     wall_s: float = 0.0
+
+    def flag_summary(self) -> list[str]:
+        """One line per quality flag: how many records, one example with its advice."""
+        return [f"{len(notes)} records flagged {flag}, e.g. {notes[0]}" for flag, notes in self.flagged.items()]
 
 
 def check_store_fingerprint(store: Store, device: str, fp: dict[str, str], allow_new: bool) -> None:

@@ -99,6 +99,7 @@ def predict_with(model, sp, archs) -> np.ndarray:
 def _store_data(store: Path, device: str, sp, statistic: str = "median"):
     """Table (from op records, or None) and (archs, ms) from arch records of ``device``."""
     from hwprof.lut import build_table
+    from hwprof.measurement import rounds_by_key
     from hwprof.stats import combine
     from hwprof.store import Store
 
@@ -108,9 +109,7 @@ def _store_data(store: Path, device: str, sp, statistic: str = "median"):
         ops = st.records(device=device, kind="op")
         arch_records = st.records(device=device, kind="arch", space=sp.name)
     table = build_table(ops, sp, statistic, source=str(store)) if ops else None
-    by_key: dict[str, list[tuple[float, ...]]] = {}
-    for m in arch_records:
-        by_key.setdefault(m.key, []).append(m.samples_ms)
+    by_key = rounds_by_key(arch_records)
     archs = [sp.parse(k) for k in by_key]
     y = np.array([combine(v, statistic) for v in by_key.values()], dtype=np.float64)
     return table, archs, y

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from hwprof.errors import FingerprintMismatchError, MeasurementError
 from hwprof.ops import OpSpec, decode
@@ -99,6 +99,14 @@ class Workload:
 #: Fingerprint fields that identify the measuring environment; records whose
 #: values differ must not be merged (see :func:`check_compatible`).
 IDENTITY_FIELDS = ("device", "backend", "runtime", "runtime_version", "threads", "batch", "cpu", "hwprof_version")
+
+
+def rounds_by_key(records: Iterable[Measurement]) -> dict[str, list[tuple[float, ...]]]:
+    """Raw samples of each key's records (its rounds), keys in first-seen order."""
+    out: dict[str, list[tuple[float, ...]]] = {}
+    for m in records:
+        out.setdefault(m.key, []).append(m.samples_ms)
+    return out
 
 
 def fingerprint_hash(fingerprint: Mapping[str, str]) -> str:
