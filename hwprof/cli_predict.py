@@ -230,6 +230,12 @@ def register(app: typer.Typer) -> None:
         prior: Optional[List[Path]] = typer.Option(None, "--prior", help="Prior predictor (transfer); repeatable."),
         train_size: Optional[int] = typer.Option(None, "--train-size", help="Train on N random rows, test on the rest."),
         seed: int = typer.Option(0, "--seed", help="Seed of the train/test split and the model."),
+        recent: Optional[float] = typer.Option(
+            None,
+            "--recent",
+            help="gbdt/mlp: fraction of the latest rows (file or store order = measurement order) "
+            "that sets the level; 0 = off (default 0.1).",
+        ),
     ) -> None:
         """Fit a latency predictor and report its accuracy on held-out rows."""
 
@@ -267,14 +273,21 @@ def register(app: typer.Typer) -> None:
                 params["priors"] = [str(p) for p in (prior or [])]
             if kind.value in ("mlp", "gbdt", "auto"):
                 params["seed"] = seed
+            if recent is not None:
+                if kind.value not in ("mlp", "gbdt"):
+                    raise ConfigError("--recent applies to --kind gbdt and mlp")
+                if not 0 <= recent <= 1:
+                    raise ConfigError("--recent must be in [0, 1]")
+                params["recent"] = recent
             X = sp.one_hot(archs)
-            order = np.random.default_rng(seed).permutation(len(archs))
             if train_size is not None:
                 if not 0 < train_size <= len(archs):
                     raise ConfigError(f"--train-size must be in 1..{len(archs)}")
-                tr, te = order[:train_size], order[train_size:]
+                order = np.random.default_rng(seed).permutation(len(archs))
+                # both sets keep the rows' measurement order, which the level of gbdt/mlp relies on
+                tr, te = np.sort(order[:train_size]), np.sort(order[train_size:])
             else:
-                tr, te = order, order[:0]
+                tr, te = np.arange(len(archs)), np.arange(0)
             model = make_predictor(kind.value, **params).fit(X[tr], y[tr])
             model.save(output)
             rows = [("train", metrics(y[tr], model.predict(X[tr])))]

@@ -134,3 +134,10 @@ def test_fit_evaluate_predict_on_help_data(cli, tmp_path):
     r = cli("fit-predictor", "--space", "fbnet-c100", "--data", train, "--arch-column", "ops",
             "--target", "nope_ms", "--kind", "ridge", "-o", tmp_path / "x.json")
     assert r.exit_code == 2 and "no column 'nope_ms'" in r.output
+    r = cli("fit-predictor", "--space", "fbnet-c100", "--data", train, "--arch-column", "ops",
+            "--target", "titan_rtx_32_ms", "--kind", "ridge", "--recent", "0.2", "-o", tmp_path / "x.json")
+    assert r.exit_code == 2 and "--recent applies to --kind gbdt and mlp" in r.output
+    r = cli("fit-predictor", "--space", "fbnet-c100", "--data", train, "--arch-column", "ops",
+            "--target", "titan_rtx_32_ms", "--kind", "gbdt", "--recent", "0", "-o", model)
+    assert r.exit_code == 0, r.output
+    assert json.loads(model.read_text())["state"]["level"] == 1.0

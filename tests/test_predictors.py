@@ -13,6 +13,7 @@ from hwprof.errors import PredictorError
 from hwprof.evaluate import metrics
 from hwprof.lut import LatencyTable
 from hwprof.predictors import KINDS, load_predictor, make_predictor
+from hwprof.predictors.base import recent_level
 from hwprof.spaces import space
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -71,6 +72,27 @@ def test_npz_refuses_pickled_objects(tmp_path, help_data):
     np.savez(tmp_path / "evil.npz", **arrays)
     with pytest.raises(PredictorError):
         load_predictor(tmp_path / "evil.npz")
+
+
+def test_recent_level_is_the_median_ratio_of_the_latest_rows():
+    y = np.r_[np.full(90, 10.0), np.full(10, 11.0)]
+    fitted = np.full(100, 10.0)
+    assert recent_level(y, fitted, 0.1, min_rows=10) == pytest.approx(1.1)
+    assert recent_level(y, fitted, 0.05, min_rows=10) == pytest.approx(1.1)  # at least min_rows
+    assert recent_level(y, fitted, 1.0) == pytest.approx(1.0)
+    assert recent_level(y, fitted, 0.0) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["gbdt", "mlp"])
+def test_learned_kinds_predict_at_the_latest_speed_of_a_drifting_device(help_data, kind):
+    """Real latencies measured while the device slowed by 6% over the campaign."""
+    Xtr, ytr, Xte, yte = _split(help_data, "titan_rtx_1_ms")
+    drift = np.linspace(0.97, 1.03, len(ytr))
+    now = make_predictor(kind, space="fbnet-c100", **FAST[kind]).fit(Xtr, ytr * drift)
+    avg = make_predictor(kind, space="fbnet-c100", recent=0.0, **FAST[kind]).fit(Xtr, ytr * drift)
+    m_now, m_avg = metrics(yte * 1.03, now.predict(Xte)), metrics(yte * 1.03, avg.predict(Xte))
+    assert m_avg.mape > 0.02  # the campaign's average speed is 3% off today's
+    assert m_now.mape < 0.6 * m_avg.mape and m_now.within_5 > m_avg.within_5 + 0.1
 
 
 def test_gbdt_tree_arrays_reproduce_sklearn(help_data):
@@ -149,6 +171,23 @@ def test_transfer_few_shot_ranks_a_new_device(help_data, tmp_path):
         make_predictor("transfer", space="fbnet-c100", device="titanxp_1", priors=priors).fit(X[:10], y[:10])
     with pytest.raises(PredictorError, match="at least one prior"):
         make_predictor("transfer", space="fbnet-c100").fit(X[:10], y[:10])
+
+
+def test_transfer_shape_correction_learns_how_a_device_prices_compute(help_data):
+    """A device that charges MACs more than its prior does: the shape correction recovers the ranking."""
+    from hwprof.features import shape_features
+
+    sp, X, rows = help_data
+    prior = make_predictor("ridge", space="fbnet-c100", device="titanxp_1").fit(X[:400], rows["titanxp_1_ms"][:400])
+    macs = shape_features(sp, rows["ops"].tolist())[:, 0]
+    y = prior.predict(X) * (macs / macs.mean()) ** 0.5
+    fits = {
+        on: make_predictor("transfer", space="fbnet-c100", priors=[prior], shape_correction=on).fit(X[:20], y[:20])
+        for on in (True, False)
+    }
+    rho = {on: metrics(y[400:], m.predict(X[400:])).spearman for on, m in fits.items()}
+    assert rho[True] > 0.99 and rho[True] > rho[False] + 0.02
+    assert np.all(fits[False].shape_coef_ == 0) and fits[True].shape_coef_[0] > 0
 
 
 def test_auto_records_its_choice(help_data, tmp_path):

@@ -47,6 +47,62 @@ def check_target(y, n: int) -> np.ndarray:
     return y
 
 
+def relative_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Ridge fit of ``y`` (ms) on ``X`` ``[N, D]`` that minimises the squared *relative* error.
+
+    Rows are weighted by ``(mean(y) / y)²``, so ``alpha`` keeps its meaning in
+    ms² while a 1 ms miss on a 5 ms network counts as much as a 4 ms miss on
+    a 20 ms one (what MAPE and the ±5% share measure). The intercept is not
+    penalised.
+
+    Returns
+    -------
+    coef : ndarray ``[D]``
+    intercept : float
+    loo : ndarray ``[N]``
+        Leave-one-out fitted values (ms): each row as predicted by the fit on
+        the other rows. In-sample fitted values follow their own noise (by
+        the leverage, ``p/N`` on average); these do not.
+    """
+    w = (np.mean(y) / y) ** 2
+    A = np.hstack([X, np.ones((len(X), 1))])
+    penalty = np.full(A.shape[1], float(alpha))
+    penalty[-1] = 0.0
+    gram = (A * w[:, None]).T @ A + np.diag(penalty)
+    inv = np.linalg.pinv(gram, hermitian=True)
+    beta = inv @ ((A * w[:, None]).T @ y)
+    fitted = A @ beta
+    leverage = w * np.einsum("ij,ij->i", A @ inv, A)
+    loo = y - (y - fitted) / np.clip(1.0 - leverage, 1e-3, None)
+    return beta[:-1], float(beta[-1]), loo
+
+
+def recent_level(y: np.ndarray, fitted: np.ndarray, recent: float, min_rows: int = 30) -> float:
+    """Multiplicative level of the most recent measurements: median of ``y / fitted`` over them.
+
+    Rows are taken in measurement order (the order given to ``fit``): a
+    device's speed drifts over a long campaign (clocks, thermals, driver
+    state), and a prediction should match the device as it is now, not its
+    average over the campaign. The level comes from the last
+    ``⌈recent · N⌉`` rows (at least ``min_rows``, at most all); ``recent = 0``
+    returns 1 (no re-levelling). With rows in no particular order this is
+    the median ratio of a random subset, close to 1.
+
+    Parameters
+    ----------
+    y, fitted : ndarray ``[N]``
+        Measured and fitted latencies, ms, in measurement order; ``fitted``
+        should be out-of-sample (see :func:`relative_ridge`), or the level
+        shrinks towards 1 by the model's leverage.
+    recent : float in [0, 1]
+        Fraction of the rows that sets the level.
+    """
+    if recent <= 0 or len(y) == 0:
+        return 1.0
+    k = min(len(y), max(int(np.ceil(recent * len(y))), min_rows))
+    return float(np.median(y[-k:] / fitted[-k:]))
+
+
 class Predictor(RegressorMixin, BaseEstimator):
     """Base of hwprof predictors: scikit-learn estimators on the one-hot ``[N, L·K]``.
 
@@ -222,4 +278,13 @@ def read_document(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-__all__ = ["CHANGELOG", "FORMAT_VERSION", "Predictor", "check_target", "read_document", "training_sha256"]
+__all__ = [
+    "CHANGELOG",
+    "FORMAT_VERSION",
+    "Predictor",
+    "check_target",
+    "read_document",
+    "recent_level",
+    "relative_ridge",
+    "training_sha256",
+]

@@ -1,11 +1,14 @@
 """``gbdt``: additive ridge base times a gradient-boosted correction on shape features.
 
-``latency_ms = base(x) · (1 + trees([one-hot, shape features, base]))``: the
-ridge base carries the additive part; the trees (scikit-learn
-``GradientBoostingRegressor``, Huber loss so measurement bursts do not pull
-the fit) model the relative interactions from FLOPs, parameters and
-per-stage sums. The trees are stored as plain node arrays and evaluated by
-:func:`_trees_predict`, so a saved model never depends on sklearn internals.
+``latency_ms = level · base(x) · (1 + trees([one-hot, shape features, base]))``:
+the base (ridge on the relative error) carries the additive part; the trees
+(scikit-learn ``GradientBoostingRegressor``, Huber loss so measurement
+bursts do not pull the fit, early-stopped on a held-out tenth so they stop
+where the interactions end and the noise begins) model the relative
+interactions from FLOPs, parameters and per-stage sums; ``level`` puts the
+prediction at the device's most recent speed (:func:`recent_level`). The
+trees are stored as plain node arrays and evaluated by :func:`_trees_predict`,
+so a saved model never depends on sklearn internals.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from typing import Any, Mapping
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from hwprof.features import archs_from_one_hot, shape_features
-from hwprof.predictors.base import Predictor
+from hwprof.predictors.base import Predictor, recent_level, relative_ridge
 
 
 def _trees_predict(F: np.ndarray, trees: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -74,11 +76,17 @@ class GBDTPredictor(Predictor):
     ----------
     space, device : str
     n_estimators, learning_rate, max_depth, subsample
-        Of the boosted trees.
+        Of the boosted trees; ``n_estimators`` is the most that early stopping allows.
     loss : {"huber", "squared_error"}
         Tree loss on the relative residual.
     alpha : float
         L2 penalty of the ridge base.
+    early_stopping : bool
+        Stop adding trees when 10 in a row do not improve a held-out tenth
+        of the training rows (only with at least 100 rows).
+    recent : float in [0, 1]
+        Fraction of the most recent training rows (rows in measurement
+        order) whose median ratio sets the level; 0 keeps the fitted level.
     seed : int
     """
 
@@ -93,6 +101,8 @@ class GBDTPredictor(Predictor):
         "subsample": [Interval(Real, 0, 1, closed="right")],
         "loss": [StrOptions({"huber", "squared_error"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "recent": [Interval(Real, 0, 1, closed="both")],
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
 
@@ -106,6 +116,8 @@ class GBDTPredictor(Predictor):
         subsample: float = 0.8,
         loss: str = "huber",
         alpha: float = 1e-3,
+        early_stopping: bool = True,
+        recent: float = 0.1,
         seed: int = 0,
     ):
         self.space = space
@@ -116,6 +128,8 @@ class GBDTPredictor(Predictor):
         self.subsample = subsample
         self.loss = loss
         self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.recent = recent
         self.seed = seed
 
     def _features(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -124,32 +138,37 @@ class GBDTPredictor(Predictor):
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
-        ridge = Ridge(alpha=self.alpha).fit(X, y)
-        self.coef_ = np.asarray(ridge.coef_, dtype=np.float64)
-        self.intercept_ = float(ridge.intercept_)
+        self.coef_, self.intercept_, base_loo = relative_ridge(X, y, self.alpha)
+        self.level_ = 1.0
         base = X @ self.coef_ + self.intercept_
         self.base_scale_ms_ = float(np.mean(y))
         F = self._features(X, base)
         self.trees_: dict[str, np.ndarray] = {"roots": np.zeros(0, dtype=np.int64)}
         self.init_ = 0.0
         if self.n_estimators > 0 and len(y) >= 10:
+            stop = self.early_stopping and len(y) >= 100
             gb = GradientBoostingRegressor(
                 loss=self.loss,
                 n_estimators=self.n_estimators,
                 learning_rate=self.learning_rate,
                 max_depth=self.max_depth,
                 subsample=self.subsample,
+                n_iter_no_change=10 if stop else None,
+                validation_fraction=0.1,
                 random_state=self.seed,
             ).fit(F, y / base - 1.0)
             self.init_ = float(np.ravel(gb.init_.constant_)[0])
             self.trees_ = _pack(gb)
+        # the model's fitted values, with the base's in-sample part made leave-one-out
+        self.level_ = recent_level(y, self._predict(X) * base_loo / base, self.recent)
         return self
 
     def _predict(self, X):
         base = X @ self.coef_ + self.intercept_
-        if len(self.trees_["roots"]) == 0:
-            return base * (1.0 + self.init_)
-        return base * (1.0 + self.init_ + _trees_predict(self._features(X, base), self.trees_))
+        correction = 1.0 + self.init_
+        if len(self.trees_["roots"]) > 0:
+            correction = correction + _trees_predict(self._features(X, base), self.trees_)
+        return self.level_ * base * correction
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -157,6 +176,7 @@ class GBDTPredictor(Predictor):
             "intercept": self.intercept_,
             "base_scale_ms": self.base_scale_ms_,
             "init": self.init_,
+            "level": self.level_,
             "trees": self.trees_,
         }
 
@@ -165,6 +185,7 @@ class GBDTPredictor(Predictor):
         self.intercept_ = float(state["intercept"])
         self.base_scale_ms_ = float(state["base_scale_ms"])
         self.init_ = float(state["init"])
+        self.level_ = float(state.get("level", 1.0))  # files before levels had none
         self.trees_ = {k: np.asarray(v) for k, v in state["trees"].items()}
 
 

@@ -6,6 +6,11 @@ from ten measurements. So the priors are scored by the leave-one-out error
 of an affine map in log space (``log y = a · log prior + c``) on the new
 device's samples, the best ``top_k`` are combined in log space with weights
 ``∝ 1 / LOO error²``, and one affine map of that combination is fitted.
+What the priors cannot know is how the new device prices compute against
+memory traffic and depth, so a ridge correction of the log latency on three
+standardised shape features (log of 1 + MMACs, Mparams and layer count, from
+``space.ops``) follows, its penalty chosen by leave-one-out on the samples;
+with few or uninformative samples it shrinks to nothing.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from hwprof.errors import PredictorError
+from hwprof.features import archs_from_one_hot, shape_features
 from hwprof.predictors.base import Predictor
+
+#: Shape features of the transfer correction: whole-network MMACs, Mparams, searchable layers.
+_SHAPE_COLUMNS = [0, 1, 2]
 
 
 def _loo_affine_error(z: np.ndarray, t: np.ndarray) -> float:
@@ -48,6 +58,8 @@ class TransferPredictor(Predictor):
         Fitted predictors of the same space on other devices.
     top_k : int
         How many priors (the best by leave-one-out error) are combined.
+    shape_correction : bool
+        Fit the ridge correction on shape features (needs at least 5 samples).
     """
 
     kind = "transfer"
@@ -57,13 +69,22 @@ class TransferPredictor(Predictor):
         "device": [str],
         "priors": "no_validation",
         "top_k": [Interval(Integral, 1, None, closed="left")],
+        "shape_correction": ["boolean"],
     }
 
-    def __init__(self, space: str = "proxylessnas", device: str = "", priors: Sequence = (), top_k: int = 2):
+    def __init__(
+        self,
+        space: str = "proxylessnas",
+        device: str = "",
+        priors: Sequence = (),
+        top_k: int = 2,
+        shape_correction: bool = True,
+    ):
         self.space = space
         self.device = device
         self.priors = priors
         self.top_k = top_k
+        self.shape_correction = shape_correction
 
     def _load_priors(self) -> list[Predictor]:
         from hwprof.predictors import load_predictor
@@ -101,11 +122,29 @@ class TransferPredictor(Predictor):
         self.weights_ = w
         self.slope_, self.offset_ = float(a), float(c)
         self.priors_ = [priors[i] for i in order]
+        n_shape = len(_SHAPE_COLUMNS)
+        self.shape_mean_, self.shape_scale_ = np.zeros(n_shape), np.ones(n_shape)
+        self.shape_coef_, self.shape_intercept_ = np.zeros(n_shape), 0.0
+        if self.shape_correction and len(y) >= 5:
+            F = self._shape(X)
+            self.shape_mean_, self.shape_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
+            resid = t - (self.slope_ * z + self.offset_)
+            ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit((F - self.shape_mean_) / self.shape_scale_, resid)
+            self.shape_coef_, self.shape_intercept_ = np.asarray(ridge.coef_, float), float(ridge.intercept_)
         return self
+
+    def _shape(self, X: np.ndarray) -> np.ndarray:
+        """``log(1 + shape feature)`` ``[N, 3]`` of one-hot rows."""
+        F = shape_features(self.space_, archs_from_one_hot(self.space_, X))[:, _SHAPE_COLUMNS]
+        return np.log1p(F)
 
     def _predict(self, X):
         logp = np.stack([np.log(np.clip(p.predict(X), 1e-9, None)) for p in self.priors_], axis=1)
-        return np.exp(self.slope_ * (logp @ self.weights_) + self.offset_)
+        log_ms = self.slope_ * (logp @ self.weights_) + self.offset_
+        if np.any(self.shape_coef_):
+            F = (self._shape(X) - self.shape_mean_) / self.shape_scale_
+            log_ms = log_ms + F @ self.shape_coef_ + self.shape_intercept_
+        return np.exp(log_ms)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -115,6 +154,12 @@ class TransferPredictor(Predictor):
             "offset": self.offset_,
             "prior_errors": self.prior_errors_,
             "selected": self.selected_,
+            "shape": {
+                "mean": self.shape_mean_,
+                "scale": self.shape_scale_,
+                "coef": self.shape_coef_,
+                "intercept": self.shape_intercept_,
+            },
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -125,6 +170,12 @@ class TransferPredictor(Predictor):
         self.slope_, self.offset_ = float(state["slope"]), float(state["offset"])
         self.prior_errors_ = np.asarray(state["prior_errors"], dtype=np.float64)
         self.selected_ = [int(i) for i in state["selected"]]
+        n_shape = len(_SHAPE_COLUMNS)
+        shape = state.get("shape", {})  # files before the shape correction had none
+        self.shape_mean_ = np.asarray(shape.get("mean", np.zeros(n_shape)), dtype=np.float64)
+        self.shape_scale_ = np.asarray(shape.get("scale", np.ones(n_shape)), dtype=np.float64)
+        self.shape_coef_ = np.asarray(shape.get("coef", np.zeros(n_shape)), dtype=np.float64)
+        self.shape_intercept_ = float(shape.get("intercept", 0.0))
 
 
 def mape(y: np.ndarray, pred: np.ndarray) -> float:
