@@ -139,7 +139,6 @@ class GBDTPredictor(Predictor):
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         self.coef_, self.intercept_, base_loo = relative_ridge(X, y, self.alpha)
-        self.level_ = 1.0
         base = X @ self.coef_ + self.intercept_
         self.base_scale_ms_ = float(np.mean(y))
         F = self._features(X, base)
@@ -160,15 +159,19 @@ class GBDTPredictor(Predictor):
             self.init_ = float(np.ravel(gb.init_.constant_)[0])
             self.trees_ = _pack(gb)
         # the model's fitted values, with the base's in-sample part made leave-one-out
-        self.level_ = recent_level(y, self._predict(X) * base_loo / base, self.recent)
+        self.level_ = recent_level(y, base_loo * self._correction(F), self.recent)
         return self
+
+    def _correction(self, F: np.ndarray | None) -> np.ndarray | float:
+        """The trees' relative factor ``1 + init + trees(F)`` (``F`` unused when there are no trees)."""
+        if len(self.trees_["roots"]) == 0:
+            return 1.0 + self.init_
+        return 1.0 + self.init_ + _trees_predict(F, self.trees_)
 
     def _predict(self, X):
         base = X @ self.coef_ + self.intercept_
-        correction = 1.0 + self.init_
-        if len(self.trees_["roots"]) > 0:
-            correction = correction + _trees_predict(self._features(X, base), self.trees_)
-        return self.level_ * base * correction
+        F = self._features(X, base) if len(self.trees_["roots"]) > 0 else None
+        return self.level_ * base * self._correction(F)
 
     def _state(self) -> dict[str, Any]:
         return {

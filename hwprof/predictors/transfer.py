@@ -127,7 +127,8 @@ class TransferPredictor(Predictor):
         self.shape_coef_, self.shape_intercept_ = np.zeros(n_shape), 0.0
         if self.shape_correction and len(y) >= 5:
             F = self._shape(X)
-            self.shape_mean_, self.shape_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
+            spread = F.std(axis=0)
+            self.shape_mean_, self.shape_scale_ = F.mean(axis=0), np.where(spread > 0, spread, 1.0)
             resid = t - (self.slope_ * z + self.offset_)
             ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit((F - self.shape_mean_) / self.shape_scale_, resid)
             self.shape_coef_, self.shape_intercept_ = np.asarray(ridge.coef_, float), float(ridge.intercept_)
