@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hwprof.lut import build_table
-from hwprof.measurement import rounds_by_key
+from hwprof.tables.table import build_table
+from hwprof.measure.records import rounds_by_key
 from hwprof.spaces import space as get_space
-from hwprof.stats import combine
-from hwprof.store import Store
+from hwprof.measure.stats import combine
+from hwprof.measure.store import Store
 
 
 def campaign(store: Path, *args: str) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     base = ["--device", a.device, "--space", a.space]
 
     wall = campaign(stores[0], *base, "--ops")
-    n_ops = len(Store(stores[0]).measured_keys(a.device, "op"))
+    n_ops = len({m.key for m in Store(stores[0]).records(device=a.device, kind="op")})
     print(f"[1] ops campaign from an empty store: {wall:.1f} s wall, {n_ops} distinct operators")
 
     campaign(stores[1], *base, "--ops")

@@ -39,7 +39,7 @@ from torch import nn  # noqa: E402
 import hwprof  # noqa: E402
 from hwprof import objectives  # noqa: E402
 from hwprof.latency import PredictorLatencyModel, TableLatencyModel  # noqa: E402
-from hwprof.modules import build_op  # noqa: E402
+from hwprof.spaces.modules import build_op  # noqa: E402
 
 LIGHTNAS_PTH = Path("/work/shared/data/lightnas/latency_predictor.pth.tar")
 

@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hwprof.evaluate import metrics  # noqa: E402
+from hwprof.predictors.evaluate import metrics  # noqa: E402
 from hwprof.predictors import make_predictor  # noqa: E402
 from hwprof.spaces import space as get_space  # noqa: E402
 
@@ -165,11 +165,11 @@ def part_fewshot(frame, X, columns, shots, draws, prior_kind) -> None:
 
 
 def part_store(store: Path, device: str, space: str, n_cal: int, n_test: int, seed: int) -> None:
-    from hwprof.cli_predict import _store_data
+    from hwprof.predictors.evaluate import store_dataset
 
     sp = get_space(space)
     print(f"\n## local {device}: lut-calibrated from the op table + {n_cal} end-to-end measurements ({store})")
-    table, archs, y = _store_data(store, device, sp)
+    table, archs, y = store_dataset(store, device, sp)
     if table is None:
         raise SystemExit(f"{store} has no op records for {device}; run hwprof measure --ops first")
     if len(archs) < n_cal + 1:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwprof.campaign import op_workloads
+from hwprof.measure.campaign import op_workloads
 from hwprof.devices import open_device
 from hwprof.spaces import space as get_space
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hwprof.errors import HwprofError
-from hwprof.measurement import Measurement, Workload
-from hwprof.ops import OpSpec, decode, encode
-from hwprof.protocol import Plan
-from hwprof.spaces import Arch, Space, list_spaces, space
-from hwprof.store import Store
+__version__ = "0.1.0"  # first, so that modules imported below can read it
 
-__version__ = "0.1.0"
+from hwprof.errors import HwprofError  # noqa: E402
+from hwprof.artifacts.workload import Workload  # noqa: E402
+from hwprof.measure.records import Measurement
+from hwprof.spaces import OpSpec, decode, encode
+from hwprof.measure.protocol import Plan
+from hwprof.spaces import Arch, Space, list_spaces, space
+from hwprof.measure.store import Store
+
 
 _LAZY = {
     "latency_model": ("hwprof.latency", "latency_model"),
-    "objectives": ("hwprof.objectives", None),
+    "objectives": ("hwprof.latency.objectives", None),
     "open_device": ("hwprof.devices", "open_device"),
     "load_config": ("hwprof.devices", "load_config"),
-    "LatencyTable": ("hwprof.lut", "LatencyTable"),
-    "load_table": ("hwprof.lut", "load_table"),
+    "LatencyTable": ("hwprof.tables", "LatencyTable"),
+    "load_table": ("hwprof.tables", "load_table"),
     "load_predictor": ("hwprof.predictors", "load_predictor"),
 }
 

@@ -84,3 +84,18 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module} is not installed; install it with: pip install 'hwprof[{extra}]'"
         ) from exc
+
+
+class HwprofWarning(UserWarning):
+    """A measurement-quality or data warning: the result stands, but says what to check next."""
+
+
+def warn(message: str) -> None:
+    """The one warning channel of the library: a :class:`HwprofWarning`.
+
+    The CLI prints each as one ``hwprof: warning: ...`` line on stderr; library
+    users see them through :mod:`warnings` and can filter or escalate them.
+    """
+    import warnings
+
+    warnings.warn(message, HwprofWarning, stacklevel=2)

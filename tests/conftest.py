@@ -11,7 +11,7 @@ import pytest
 def count_macs() -> Callable:
     """A function ``(module, x) -> (macs, output)`` counting conv/linear MACs with forward hooks.
 
-    Independent of :meth:`hwprof.ops.OpSpec.macs`: every ``nn.Conv2d`` adds
+    Independent of :meth:`hwprof.spaces.ops.OpSpec.macs`: every ``nn.Conv2d`` adds
     ``output elements · in_channels / groups · kh · kw``, every ``nn.Linear``
     ``output elements · in_features``; nothing else is counted.
     """

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from hwprof.campaign import op_workloads, run_campaign
+from hwprof.measure.campaign import op_workloads, run_campaign
 from hwprof.devices import parse_config
 from hwprof.devices.android import AndroidDevice, benchmark_command
-from hwprof.errors import ConfigError, DeviceError
-from hwprof.measurement import Workload
-from hwprof.ops import OpSpec
-from hwprof.protocol import Plan, measure
+from hwprof.errors import HwprofWarning, ConfigError, DeviceError
+from hwprof.artifacts.workload import Workload, artifact_for
+from hwprof.spaces.ops import OpSpec
+from hwprof.measure.protocol import Plan, measure
 from hwprof.spaces import space
-from hwprof.store import Store
+from hwprof.measure.store import Store
 from hwprof.testing.fake_adb import FakePhone, config_toml
 
 ADB = shutil.which("adb")
@@ -113,7 +113,7 @@ def test_fingerprint_environment_describe(phone, tmp_path):
 @pytest.mark.parametrize("client", ["adbutils", pytest.param("adb", marks=needs_adb)])
 def test_runs_are_single_runs_from_invocations_of_three(phone, tmp_path, work, client):
     dev = make_device(phone, tmp_path, client=client)
-    handle = dev.prepare(OP, work)
+    handle = dev.prepare(artifact_for(OP, "tflite", work))
     assert (phone.host_path(handle.remote)).is_file()
     before = phone.benchmark_invocations
     samples = dev.run(handle, 4, 0)
@@ -134,7 +134,7 @@ def test_shell_arguments_cannot_inject(phone, tmp_path, work):
     argv = shlex.split(cmd)
     assert argv[0:2] == ["taskset", "8"] and f"--graph={evil}" in argv and "--x=a b" in argv
     dev = make_device(phone, tmp_path, remote_dir="/data/local/tmp/hw prof; touch /data/local/tmp/pwned")
-    handle = dev.prepare(OP, work)
+    handle = dev.prepare(artifact_for(OP, "tflite", work))
     assert " prof; touch" in handle.remote
     assert len(dev.run(handle, 3, 0)) == 3
     dev.close()
@@ -144,7 +144,7 @@ def test_shell_arguments_cannot_inject(phone, tmp_path, work):
 
 def test_protocol_measures_through_the_phone(phone, tmp_path, work):
     dev = make_device(phone, tmp_path)
-    handle = dev.prepare(OP, work)
+    handle = dev.prepare(artifact_for(OP, "tflite", work))
     outcome = measure(lambda runs, warmup: dev.run(handle, runs, warmup), SMALL_PLAN)
     assert len(outcome.samples_ms) == 3 and outcome.warmup == 1
     dev.close()
@@ -155,7 +155,7 @@ def test_hot_phone_pauses_until_cool(phone, tmp_path, work):
     phone.set_temperature(80.0)
     threading.Timer(0.6, phone.set_temperature, args=(40.0,)).start()
     t0 = time.monotonic()
-    handle = dev.prepare(OP, work)
+    handle = dev.prepare(artifact_for(OP, "tflite", work))
     assert time.monotonic() - t0 >= 0.5
     dev.run(handle, 1, 0)
     env = dev.environment()
@@ -163,16 +163,16 @@ def test_hot_phone_pauses_until_cool(phone, tmp_path, work):
     phone.set_temperature(90.0)
     dev.opts["cool_wait_s"] = 0.3
     with pytest.raises(DeviceError, match="stayed above 60 °C"):
-        dev.prepare(OP, work)
+        dev.prepare(artifact_for(OP, "tflite", work))
     dev.close()
 
 
-def test_short_disconnect_is_retried(phone, tmp_path, work, capsys):
+def test_short_disconnect_is_retried(phone, tmp_path, work):
     dev = make_device(phone, tmp_path, retries=6, retry_backoff_s=0.2)
-    handle = dev.prepare(OP, work)
+    handle = dev.prepare(artifact_for(OP, "tflite", work))
     phone.drop_after(1, down_s=0.6)
-    assert len(dev.run(handle, 6, 0)) == 6
-    assert "retry 2/6" in capsys.readouterr().err
+    with pytest.warns(HwprofWarning, match="retry 2/6"):
+        assert len(dev.run(handle, 6, 0)) == 6
     dev.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwprof.benchmark_model import parse
+from hwprof.devices.benchmark_model import parse
 from hwprof.errors import MeasurementError
 from hwprof.testing.fake_benchmark_model import stats_line
 

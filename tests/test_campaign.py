@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hwprof.campaign import arch_workloads, op_workloads, run_campaign
+from hwprof.measure.campaign import arch_workloads, op_workloads, run_campaign
 from hwprof.devices import open_device
 from hwprof.errors import FingerprintMismatchError
-from hwprof.protocol import Plan
+from hwprof.measure.protocol import Plan
 from hwprof.spaces import space
-from hwprof.store import Store
+from hwprof.measure.store import Store
 
 FAST = Plan(warmup_runs=2, warmup_s=0, min_runs=5, max_runs=10, chunk=5, max_time_s=2, sentinel_every=3)
 
@@ -96,7 +96,7 @@ def test_rounds_visit_each_block_back_and_forth_and_resume_per_round(tmp_path):
         assert run_campaign(dev, work, store, plan.updated({"rounds": 4})).pending == 0
     finally:
         dev.close()
-    assert all(n == 4 for n in store.round_counts("cpu", "op", rep.records[0].fingerprint_hash).values())
+    assert all(n == 4 for n in store.round_counts("cpu", rep.records[0].fingerprint_hash).values())
 
 
 @pytest.mark.slow
@@ -144,3 +144,23 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "Re-run to resume" in stderr
     kept = [m.key for m in Store(store_path).records()]
     assert 2 <= len(kept) < 30 and len(kept) == len(set(kept))
+
+
+def test_space_is_part_of_a_records_identity(tmp_path):
+    """fbnet and fbnet-c100 sample equal architecture texts for one seed; each is measured on its own."""
+    a, b = space("fbnet"), space("fbnet-c100")
+    work_a, work_b = arch_workloads(a, 1, seed=0), arch_workloads(b, 1, seed=0)
+    assert [w.key for w in work_a] == [w.key for w in work_b]  # the texts collide
+    store = Store(tmp_path / "s.sqlite")
+    dev = open_device("cpu")
+    plan = Plan(warmup_runs=1, warmup_s=0, min_runs=3, max_runs=3, chunk=3, max_time_s=2, sentinel_every=0)
+    try:
+        first = run_campaign(dev, work_a, store, plan)
+        second = run_campaign(dev, work_b, store, plan)
+        again = run_campaign(dev, work_b, store, plan)
+    finally:
+        dev.close()
+    assert len(first.records) == 1 and len(second.records) == 1 and second.skipped == 0
+    assert again.skipped == 1 and not again.records
+    assert {m.space for m in store.records(kind="arch")} == {"fbnet", "fbnet-c100"}
+    store.close()

@@ -8,8 +8,9 @@ import pytest
 
 from hwprof.devices import Device, load_backend, load_config, open_device, parse_config
 from hwprof.errors import ConfigError, MeasurementError, MissingDependencyError
-from hwprof.measurement import Workload
-from hwprof.ops import OpSpec
+from hwprof.artifacts.workload import Workload, artifact_for
+from hwprof.measure.protocol import plan_for
+from hwprof.spaces.ops import OpSpec
 
 SMALL = Workload.of_op(OpSpec("conv", 16, 16, 8, 16, 0, 3, 1, 1, 0, "relu"))
 
@@ -18,7 +19,7 @@ def test_builtin_configs_load():
     for name in ("cpu", "cpu-litert", "cpu-torch"):
         c = load_config(name)
         assert c.name == name and c.threads == 1 and c.batch == 1
-    assert load_config("cpu").plan.target_ci == 0.01
+    assert plan_for(load_config("cpu")).target_ci == 0.01
 
 
 def test_unknown_device_lists_the_known_ones():
@@ -46,7 +47,7 @@ def test_inconsistent_config_is_a_clear_error(tmp_path, text, match):
     p = tmp_path / "dev.toml"
     p.write_text(text)
     with pytest.raises(ConfigError, match=match):
-        parse_config(p)
+        plan_for(parse_config(p))  # the [protocol] table is checked where a plan is made
 
 
 def test_user_config_folder_and_unknown_backend(tmp_path, monkeypatch):
@@ -76,7 +77,7 @@ def test_local_device_times_a_real_op(name, tmp_path):
     try:
         fp = dev.fingerprint()
         assert fp["threads"] == "1" and fp["device"] == name and fp["runtime_version"]
-        h = dev.prepare(SMALL, tmp_path)
+        h = dev.prepare(artifact_for(SMALL, dev.artifact_format, tmp_path))
         samples = dev.run(h, 5, warmup=2)
         assert len(samples) == 5 and all(0 < s < 1000 for s in samples)
         dev.release(h)
@@ -87,11 +88,11 @@ def test_local_device_times_a_real_op(name, tmp_path):
 def test_worker_crash_fails_one_workload_and_recovers(tmp_path):
     dev = open_device("cpu")
     try:
-        h = dev.prepare(SMALL, tmp_path)
+        h = dev.prepare(artifact_for(SMALL, dev.artifact_format, tmp_path))
         os.kill(dev._proc.pid, signal.SIGKILL)  # a runtime crash, as seen from the parent
         with pytest.raises(MeasurementError, match="worker died"):
             dev.run(h, 3)
-        h = dev.prepare(SMALL, tmp_path)  # a fresh worker
+        h = dev.prepare(artifact_for(SMALL, dev.artifact_format, tmp_path))  # a fresh worker
         assert len(dev.run(h, 3)) == 3
     finally:
         dev.close()

@@ -1,6 +1,6 @@
 """Latency models: one-hot exactness, gradients, and the released models of the papers.
 
-Reference data (see /work/shared/data/README.md):
+Reference data (in data/ and tests/data/, each with its source):
 - Single-Path NAS Pixel 1 runtime model, Stamoulis et al. 2019,
   github.com/dstamoulis/single-path-nas, Apache-2.0.
 - LightNAS latency predictor, Luo et al. DAC 2022, github.com/stepbuystep/LightNAS, Apache-2.0.
@@ -35,12 +35,10 @@ from hwprof.latency import (
 )
 from hwprof.spaces import SPACES
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.exists():  # checkout layouts differ; the shared data sits beside the repository
-    DATA = Path("/work/shared/data")
-SPNAS_JSON = DATA / "single-path-nas" / "pixel1_runtime_model.json"
-LIGHTNAS_PTH = DATA / "lightnas" / "latency_predictor.pth.tar"
-TFNAS_PKLS = [DATA / "tf-nas" / "latency_cpu.pkl", DATA / "tf-nas" / "latency_gpu.pkl"]
+ROOT = Path(__file__).resolve().parents[1]
+SPNAS_JSON = ROOT / "data" / "single-path-nas" / "pixel1_runtime_model.json"  # shipped with the package
+LIGHTNAS_PTH = ROOT / "data" / "lightnas" / "latency_predictor.pth.tar"
+TFNAS_PKLS = [ROOT / "tests" / "data" / "tf-nas" / "latency_cpu.pkl"]  # the GPU table is not in the reference data
 
 
 def random_table(space, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -243,7 +241,7 @@ def test_latency_model_builds_from_table_like_and_module_and_refuses_others(tmp_
 
 
 def test_latency_model_loads_a_saved_lut_and_agrees_with_its_arch_latency(tmp_path):
-    lut = pytest.importorskip("hwprof.lut", reason="hwprof.lut not available")
+    lut = pytest.importorskip("hwprof.tables.table", reason="hwprof.tables.table not available")
     space = hwprof.space("proxylessnas")
     rng = np.random.default_rng(0)
     ops = {op: float(rng.uniform(0.1, 5.0)) for row in space.choice_ops() for op in row if op is not None}
@@ -264,7 +262,7 @@ def test_latency_model_loads_a_saved_lut_and_agrees_with_its_arch_latency(tmp_pa
 
 
 def test_width_curve_from_a_lut_width_sweep():
-    lut = pytest.importorskip("hwprof.lut", reason="hwprof.lut not available")
+    lut = pytest.importorskip("hwprof.tables.table", reason="hwprof.tables.table not available")
     space = hwprof.space("tfnas")
     g = space.geometry()[3]
     lo, hi = space.mid_range(g, "k5_e6")
@@ -353,7 +351,6 @@ def test_non_differentiable_predictor_scores_but_refuses_expected():
         model.expected(torch.zeros(space.num_layers, space.max_choices))
 
 
-@pytest.mark.skipif(not LIGHTNAS_PTH.exists(), reason="LightNAS predictor not available")
 def test_released_lightnas_predictor_matches_a_hand_written_forward():
     state = torch.load(LIGHTNAS_PTH, weights_only=True, map_location="cpu")
     assert sorted(state) == sorted(f"pred.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias"))
@@ -451,7 +448,6 @@ def test_gradcheck_depth_expected_and_its_checks():
 
 
 # -- Single-Path NAS --------------------------------------------------------------
-@pytest.mark.skipif(not SPNAS_JSON.exists(), reason="Single-Path NAS runtime model not available")
 def test_released_single_path_runtime_matches_the_formula_by_hand():
     raw = json.loads(SPNAS_JSON.read_text())
     space = hwprof.space("spnas")
@@ -528,8 +524,8 @@ def test_single_path_refuses_bad_inputs(tmp_path):
         SinglePathRuntime(np.ones((20, 3)), np.ones(20, bool))
     bad = tmp_path / "rt.json"
     bad.write_text(json.dumps({"1": {"0": 1.0}}))
-    with pytest.raises(ConfigError, match="row"):
-        SinglePathRuntime.from_json(bad, layers=[1, 2])
+    with pytest.raises(ConfigError, match="rows"):
+        SinglePathRuntime.from_json(bad)
     model = SinglePathRuntime(np.ones((20, 4)), np.ones(20, bool))
     with pytest.raises(SpaceError, match="x5"):
         model.runtime(torch.zeros(19), torch.zeros(20), torch.zeros(20))
@@ -549,7 +545,7 @@ class _BuiltinsOnly(pickle.Unpickler):
 
 def load_tfnas(path: Path) -> dict:
     try:
-        from hwprof.formats import load_tfnas_pickle  # the package's own reader, once merged
+        from hwprof.tables.formats import load_tfnas_pickle  # the package's own reader, once merged
     except ImportError:
         return _BuiltinsOnly(io.BytesIO(path.read_bytes())).load()
     return load_tfnas_pickle(path)
@@ -557,8 +553,6 @@ def load_tfnas(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", TFNAS_PKLS, ids=lambda p: p.stem)
 def test_width_curves_of_released_tfnas_tables_are_monotone_and_non_negative(path):
-    if not path.exists():
-        pytest.skip(f"{path} not available")
     table = load_tfnas(path)
     assert isinstance(table["base"], float) and table["base"] > 0
     blocks = {k: v for k, v in table.items() if k != "base"}

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from hwprof.errors import ConfigError, FingerprintMismatchError, MissingEntryError
-from hwprof.lut import CHANGELOG, FORMAT_VERSION, LatencyTable, build_table, layer_key, load_table
-from hwprof.measurement import Measurement
+from hwprof.tables.table import CHANGELOG, FORMAT_VERSION, LatencyTable, build_table, layer_key, load_table
+from hwprof.measure.records import Measurement
 from hwprof.spaces import space
-from hwprof.store import Store
+from hwprof.measure.store import Store
 
 FP = {"device": "cpu", "backend": "onnxruntime", "runtime": "onnxruntime", "runtime_version": "1.0",
       "threads": "1", "batch": "1", "cpu": "test", "hwprof_version": "0.1.0"}

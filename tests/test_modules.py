@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from torch import nn  # noqa: E402
 
-from hwprof import modules as hm  # noqa: E402
-from hwprof.ops import ACTS, OpSpec  # noqa: E402
+from hwprof.spaces import modules as hm  # noqa: E402
+from hwprof.spaces.ops import ACTS, OpSpec  # noqa: E402
 from hwprof.spaces import SPACES, space  # noqa: E402
 from test_ops import op_specs  # noqa: E402
 
@@ -89,7 +89,7 @@ def test_any_valid_op_builds_and_matches(op: OpSpec, count_macs) -> None:
 
 
 def test_every_kind_is_covered() -> None:
-    from hwprof.ops import KINDS
+    from hwprof.spaces.ops import KINDS
 
     assert {op.kind for op in OPS} == set(KINDS)
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwprof.errors import HwprofError, OpSpecError
-from hwprof.ops import ACTS, KINDS, OpSpec, decode, encode
+from hwprof.spaces.ops import ACTS, KINDS, OpSpec, decode, encode
 
 ODD_KERNELS = st.sampled_from([1, 3, 5, 7, 9])
 

@@ -1,4 +1,4 @@
-"""The eight search spaces against /work/shared/SPACES.md, and Arch parsing, sampling and views.
+"""The eight search spaces against the SPACES.md spec, and Arch parsing, sampling and views.
 
 The expected figures below are written out from SPACES.md (and, for
 ``help-fbnet``, from its data README), not computed by hwprof.
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwprof.errors import HwprofError, SpaceError
-from hwprof.ops import OpSpec
+from hwprof.spaces.ops import OpSpec
 from hwprof.spaces import SCALES, SPACES, Arch, list_spaces, register, space
 
 MB6 = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6")
@@ -522,15 +522,13 @@ def test_errors_are_typed() -> None:
 
 # -- the real help-fbnet architectures ------------------------------------------------------------
 
-_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared beside the checkout
-HELP_FBNET = (_DATA if _DATA.exists() else Path("/work/shared/data")) / "help-fbnet" / "fbnet_cifar100_latency.csv"
+HELP_FBNET = Path(__file__).resolve().parent / "data" / "help-fbnet" / "fbnet_cifar100_latency_first700.csv"
 
 
-@pytest.mark.skipif(not HELP_FBNET.exists(), reason="help-fbnet reference data not present")
 def test_every_help_fbnet_architecture_parses_with_its_indices() -> None:
     pd = pytest.importorskip("pandas")
     df = pd.read_csv(HELP_FBNET, usecols=["ops", "op_indices"])
-    assert len(df) == 5000
+    assert len(df) == 700  # the slice in tests/data: arch_id 0-699
     sp = space("fbnet-c100")
     archs = [sp.parse(text) for text in df["ops"]]
     got = np.stack([sp.indices(a) for a in archs])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hwprof.errors import ConfigError, MeasurementError
-from hwprof.protocol import Plan, measure
-from hwprof.stats import combine, mad_outliers, median_ci, statistic, summarize
+from hwprof.measure.protocol import Plan, measure
+from hwprof.measure.stats import combine, mad_outliers, median_ci, statistic, summarize
 
 
 def test_median_ci_covers_true_median():

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from hwprof.errors import StoreError
-from hwprof.measurement import Measurement
-from hwprof.store import Store
+from hwprof.measure.records import Measurement
+from hwprof.measure.store import Store
 
 FP = {"device": "cpu", "backend": "onnxruntime", "runtime": "onnxruntime", "runtime_version": "1.0",
-      "threads": "1", "batch": "1", "cpu": "test cpu", "hwprof_version": "0.1.0"}
+      "threads": "1", "batch": "1", "cpu": "test cpu", "hwprof_version": "0.1"}
 
 
 def record(key="conv:h8:w8:ci3:co8:m0:k3:s1:g1:se0:relu:b1", samples=(1.0, 1.1, 0.9), **kw):
@@ -31,9 +31,8 @@ def test_round_trip_and_resume_keys(tmp_path):
     (m,) = s.records(kind="op")
     assert m.samples_ms == (1.0, 1.1, 0.9) and m.fingerprint == FP and m.flags == ("high-cv",)
     assert m.median_ms == pytest.approx(1.0)
-    assert s.measured_keys("cpu", "arch") == {"arch-a"}
-    assert s.measured_keys("cpu", "op", m.fingerprint_hash) == {m.key}
-    assert s.measured_keys("cpu", "op", "other") == set()
+    assert s.round_counts("cpu", m.fingerprint_hash) == {("arch", "spnas", "arch-a"): 1, ("op", "", m.key): 1}
+    assert s.round_counts("cpu", "other") == {}
     assert list(s.fingerprints("cpu").values()) == [FP]
 
 
@@ -98,3 +97,38 @@ def test_export_one_row_per_record(tmp_path, fmt):
     assert json.loads(row.samples_ms) == [2.0, 2.0, 2.2, 1.8] and row.median_ms == pytest.approx(2.0)
     with pytest.raises(StoreError, match="unknown export format"):
         s.export(tmp_path / "x.xlsx")
+
+
+def test_schema_1_store_is_migrated_in_place(tmp_path):
+    """A version-1 file opens: the identity index gains the space, fingerprints keep major.minor."""
+    import json
+    import sqlite3
+
+    from hwprof.measure.records import fingerprint_hash
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, key TEXT NOT NULL, "
+        "space TEXT NOT NULL, device TEXT NOT NULL, fingerprint_hash TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+        "environment TEXT NOT NULL, samples_ms TEXT NOT NULL, warmup INTEGER NOT NULL, flags TEXT NOT NULL, "
+        "timestamp REAL NOT NULL);"
+        "CREATE INDEX records_lookup ON records (device, kind, key, fingerprint_hash);"
+        "INSERT INTO meta VALUES ('app', 'hwprof'), ('schema_version', '1');"
+    )
+    old_fp = {**FP, "hwprof_version": "0.1.0"}
+    db.execute(
+        "INSERT INTO records (kind, key, space, device, fingerprint_hash, fingerprint, environment, samples_ms, "
+        "warmup, flags, timestamp) VALUES ('arch', 'a-b', 'fbnet', 'cpu', ?, ?, '{}', '[1.0, 2.0]', 1, '[]', 1.0)",
+        (fingerprint_hash(old_fp), json.dumps(old_fp)),
+    )
+    db.commit()
+    db.close()
+    s = Store(path)
+    (m,) = s.records()
+    assert m.fingerprint["hwprof_version"] == "0.1" and m.samples_ms == (1.0, 2.0)
+    assert s.round_counts("cpu", m.fingerprint_hash) == {("arch", "fbnet", "a-b"): 1}
+    s.close()
+    meta = dict(sqlite3.connect(path).execute("SELECT name, value FROM meta"))
+    assert meta["schema_version"] == "2"

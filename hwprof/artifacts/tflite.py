@@ -1,6 +1,6 @@
 """Export hwprof torch modules to ``.tflite`` without TensorFlow.
 
-The writer walks the module classes of :mod:`hwprof.modules` and emits, in
+The writer walks the module classes of :mod:`hwprof.spaces.modules` and emits, in
 NHWC layout, the operators the TF Lite converter produces for the equivalent
 Keras model:
 
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwprof import modules as hm
+from hwprof.spaces import modules as hm
 from hwprof.artifacts.tflite_schema import (
     ACT_NONE,
     ACT_RELU,
@@ -70,7 +70,7 @@ def to_tflite(module: nn.Module, input_shape: tuple[int, int, int, int], descrip
     Parameters
     ----------
     module : nn.Module
-        A module built from :mod:`hwprof.modules` classes.
+        A module built from :mod:`hwprof.spaces.modules` classes.
     input_shape : tuple of int
         NCHW input shape ``(batch, c, h, w)``; the model's input is NHWC
         float32 ``[batch, h, w, c]`` named ``"input"``.

@@ -1,5 +1,11 @@
 """Devices: TOML configs, the :class:`Device` protocol and the backend registry.
 
+A device runs model files (:class:`~hwprof.artifacts.record.Artifact`) and
+knows nothing of search spaces: it imports only :mod:`hwprof.errors` and the
+artifact record. Backends: :mod:`.local` (ONNX Runtime, LiteRT, torch on this
+CPU, through :mod:`.worker`), :mod:`.android` (phones over :mod:`.adb_transport`,
+timed by TFLite's ``benchmark_model``, parsed by :mod:`.benchmark_model`).
+
 A device config is a TOML file::
 
     [device]
@@ -9,7 +15,7 @@ A device config is a TOML file::
     batch = 1
     threads = 1
 
-    [protocol]                        # optional overrides of hwprof.protocol.Plan
+    [protocol]                        # optional overrides of hwprof.measure.protocol.Plan (checked by plan_for)
     target_ci = 0.01
 
     [backend]                         # options the backend reads (serial, binary path, ...)
@@ -30,10 +36,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Mapping, Protocol, runtime_checkable
 
+from hwprof import __version__
+from hwprof.artifacts.record import Artifact
 from hwprof.errors import ConfigError
-from hwprof.measurement import Workload
-from hwprof.protocol import Plan
 
+#: hwprof's major.minor: the part of its version that enters a fingerprint (a patch release must not split a store).
+HWPROF_SERIES = ".".join(__version__.split(".")[:2])
 BUILTIN_DIR = Path(__file__).parents[1] / "device_configs"  # link to the top-level folder; a copy in a wheel
 ENTRY_POINT_GROUP = "hwprof.devices"
 
@@ -47,7 +55,7 @@ class DeviceConfig:
     description: str = ""
     batch: int = 1
     threads: int = 1
-    plan: Plan = field(default_factory=Plan)
+    protocol: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     tuning: Mapping[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -57,19 +65,21 @@ class DeviceConfig:
 class Device(Protocol):
     """What a backend implements. Built by ``Backend(config)``.
 
-    ``run`` returns the timed runs in ms; the protocol (:mod:`hwprof.protocol`)
+    ``run`` returns the timed runs in ms; the protocol (:mod:`hwprof.measure.protocol`)
     decides how many to ask for. ``fingerprint`` returns the identity fields
-    (see :data:`hwprof.measurement.IDENTITY_FIELDS`) and may add more;
+    (see :data:`hwprof.measure.records.IDENTITY_FIELDS`) and may add more;
     ``environment`` returns volatile state recorded with each measurement.
     """
 
     config: DeviceConfig
+    #: The model file format the device runs (``"onnx"``, ``"tflite"``, ``"torchscript"``).
+    artifact_format: str
 
     def fingerprint(self) -> dict[str, str]: ...
 
     def environment(self) -> dict[str, str]: ...
 
-    def prepare(self, workload: Workload, workdir: Path) -> Any: ...
+    def prepare(self, artifact: Artifact) -> Any: ...
 
     def run(self, prepared: Any, runs: int, warmup: int = 0) -> list[float]: ...
 
@@ -93,6 +103,8 @@ def load_backend(name: str) -> type:
         raise ConfigError(f"unknown device backend {name!r}; registered: {', '.join(sorted(eps)) or 'none'}")
     cls = eps[name].load()
     missing = [m for m in _REQUIRED if not callable(getattr(cls, m, None))]
+    if not isinstance(getattr(cls, "artifact_format", None), str):
+        missing.append("artifact_format (the model file format it runs)")
     if missing:
         raise ConfigError(
             f"device backend {name!r} ({eps[name].value}) does not satisfy the Device protocol: "
@@ -138,17 +150,16 @@ def parse_config(path: Path) -> DeviceConfig:
     for key in ("batch", "threads"):
         if not isinstance(dev.get(key, 1), int) or dev.get(key, 1) < 1:
             raise ConfigError(f"{path}: device.{key} must be a positive integer, got {dev.get(key)!r}")
-    try:
-        plan = Plan().updated(data.get("protocol", {}))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    protocol = data.get("protocol", {})
+    if not isinstance(protocol, dict):
+        raise ConfigError(f"{path}: [protocol] must be a table of Plan fields")
     return DeviceConfig(
         name=str(dev.get("name", path.stem)),
         backend=str(dev["backend"]),
         description=str(dev.get("description", "")),
         batch=int(dev.get("batch", 1)),
         threads=int(dev.get("threads", 1)),
-        plan=plan,
+        protocol=dict(protocol),
         options=dict(data.get("backend", {})),
         tuning=dict(data.get("tuning", {})),
         path=path,

@@ -15,7 +15,7 @@ Every argument is quoted with :func:`shlex.quote`, so a path with spaces or
 **Samples.** ``benchmark_model`` prints statistics, never the list of runs.
 The individual runs are determined by its statistics line only for up to
 three runs (``first``, ``curr``, and the middle one from the mean; see
-:meth:`hwprof.benchmark_model.RunStats.runs_ms`). So a request for ``k``
+:meth:`hwprof.devices.benchmark_model.RunStats.runs_ms`). So a request for ``k``
 timed runs makes ``ceil(k / runs_per_invocation)`` invocations of at most
 ``runs_per_invocation`` (default 3) timed runs each, after
 ``invocation_warmup`` (default 2) untimed runs in the same process. The
@@ -68,18 +68,16 @@ import os
 import posixpath
 import re
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from hwprof import __version__
-from hwprof.benchmark_model import MAX_RECOVERABLE_RUNS, parse
-from hwprof.devices import DeviceConfig
+from hwprof.devices.benchmark_model import MAX_RECOVERABLE_RUNS, parse
+from hwprof.artifacts.record import Artifact
+from hwprof.devices import HWPROF_SERIES, DeviceConfig
 from hwprof.devices.adb_transport import CLIENTS, TransportError, list_devices, open_transport
-from hwprof.errors import ConfigError, DeviceError, MeasurementError
-from hwprof.measurement import Workload
+from hwprof.errors import ConfigError, DeviceError, MeasurementError, warn
 
 T = TypeVar("T")
 
@@ -124,10 +122,6 @@ _PROPS = (
     "ro.build.fingerprint",
     "ro.build.version.release",
 )
-
-
-def _warn(message: str) -> None:
-    print(f"hwprof: warning: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -211,6 +205,8 @@ class AndroidDevice:
         The device config; ``config.options`` is its ``[backend]`` table.
     """
 
+    artifact_format = "tflite"
+
     def __init__(self, config: DeviceConfig):
         self.config = config
         self.opts = _options(config)
@@ -270,7 +266,7 @@ class AndroidDevice:
                         f"{time.monotonic() - start:.0f} s: {exc}. Check the cable and `adb devices`, then re-run "
                         "the same command: finished records are kept and the campaign resumes."
                     ) from None
-                _warn(f"{self.config.name}: {what} failed ({exc}); retry {attempt + 1}/{attempts} in {delay:.1f} s")
+                warn(f"{self.config.name}: {what} failed ({exc}); retry {attempt + 1}/{attempts} in {delay:.1f} s")
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
@@ -366,7 +362,7 @@ class AndroidDevice:
         if not limit or not temps or max(temps.values()) <= limit:
             return temps
         deadline = time.monotonic() + self.opts["cool_wait_s"]
-        _warn(f"{self.config.name}: {max(temps.values()):.1f} °C is above max_temp_c = {limit:g}; pausing until it cools")
+        warn(f"{self.config.name}: {max(temps.values()):.1f} °C is above max_temp_c = {limit:g}; pausing until it cools")
         while max(temps.values()) > limit:
             if time.monotonic() >= deadline:
                 raise DeviceError(
@@ -406,7 +402,7 @@ class AndroidDevice:
                 "threads": str(self.config.threads),
                 "batch": str(self.config.batch),
                 "cpu": f"{model} / {soc}",
-                "hwprof_version": __version__,
+                "hwprof_version": HWPROF_SERIES,
                 "android_build": props.get("ro.build.fingerprint", ""),
                 "benchmark_sha256": sha,
                 "delegate": self.opts["delegate"],
@@ -432,13 +428,15 @@ class AndroidDevice:
             env["temp_after_max_c"] = f"{max(after.values()):.1f}"
         return env
 
-    def prepare(self, workload: Workload, workdir: Path) -> PushedModel:
-        """Export ``workload`` to .tflite, push it to the campaign folder, wait until the phone is cool."""
-        local = workload.export("tflite", Path(workdir))
+    def prepare(self, artifact: Artifact) -> PushedModel:
+        """Push the ``.tflite`` artifact to the campaign folder, wait until the phone is cool."""
+        if artifact.format != self.artifact_format:
+            raise MeasurementError(f"{self.config.name} runs tflite files, not {artifact.format} ({artifact.path})")
+        local = Path(artifact.path)
         remote = posixpath.join(self._session_dir(), local.name)
         self._retry(f"pushing {local.name}", lambda: self._t().push(local, remote))
         self._temps_before = self._wait_cool()
-        return PushedModel(workload.key, local, remote)
+        return PushedModel(artifact.name, local, remote)
 
     def run(self, prepared: PushedModel, runs: int, warmup: int = 0) -> list[float]:
         """``runs`` timed runs in ms (invocations of ≤ ``runs_per_invocation`` runs; see the module docstring)."""
@@ -498,7 +496,7 @@ class AndroidDevice:
         try:
             self._t().shell(f"rm -f {shlex.quote(prepared.remote)}", 60)
         except TransportError as exc:
-            _warn(f"{self.config.name}: could not remove {prepared.remote} ({exc}); it goes with the campaign folder")
+            warn(f"{self.config.name}: could not remove {prepared.remote} ({exc}); it goes with the campaign folder")
 
     def close(self) -> None:
         """Remove the campaign folder from the phone (best effort) and drop the adb connection."""
@@ -507,7 +505,7 @@ class AndroidDevice:
                 try:
                     self._t().shell(f"rm -rf {shlex.quote(self._session)}", 60)
                 except TransportError as exc:
-                    _warn(f"{self.config.name}: could not remove {self._session} from the phone ({exc})")
+                    warn(f"{self.config.name}: could not remove {self._session} from the phone ({exc})")
             self._session = None
         if self._transport is not None:
             self._transport.close()

@@ -15,13 +15,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from hwprof import __version__
-from hwprof.devices import DeviceConfig
+from hwprof.artifacts.record import Artifact
+from hwprof.devices import HWPROF_SERIES, DeviceConfig
 from hwprof.errors import MeasurementError, require
-from hwprof.measurement import Workload
 
 #: glibc malloc settings for workers (bytes): keep freed blocks in the heap.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
@@ -31,12 +29,12 @@ class WorkerDevice:
     """Base of the local devices: owns the worker subprocess.
 
     Subclasses set ``runtime`` (worker runtime name), ``artifact_format``
-    (``"onnx"``, ``"tflite"`` or None to send the workload itself) and
-    ``module``/``extra`` (the optional dependency and its hwprof extra).
+    (``"onnx"``, ``"tflite"`` or ``"torchscript"``) and ``module``/``extra``
+    (the optional dependency and its hwprof extra).
     """
 
     runtime = ""
-    artifact_format: str | None = None
+    artifact_format = ""
     module = ""
     extra = ""
 
@@ -99,7 +97,7 @@ class WorkerDevice:
             "threads": str(self.config.threads),
             "batch": str(self.config.batch),
             "cpu": self._info["cpu"],
-            "hwprof_version": __version__,
+            "hwprof_version": HWPROF_SERIES,
         }
 
     def environment(self) -> dict[str, str]:
@@ -109,17 +107,16 @@ class WorkerDevice:
             return {}
         return {"loadavg_1m": f"{load1:.2f}"}
 
-    def prepare(self, workload: Workload, workdir: Path) -> int:
+    def prepare(self, artifact: Artifact) -> int:
+        if artifact.format != self.artifact_format:
+            raise MeasurementError(f"{self.config.name} runs {self.artifact_format} files, not {artifact.format} ({artifact.path})")
         req: dict[str, Any] = {
             "cmd": "load",
             "runtime": self.runtime,
             "threads": self.config.threads,
-            "input_shape": list(workload.input_shape()),
+            "input_shape": list(artifact.input_shape),
+            "path": str(artifact.path),
         }
-        if self.artifact_format is None:
-            req["workload"] = workload.to_dict()
-        else:
-            req["path"] = str(workload.export(self.artifact_format, workdir))
         return int(self._call(**req)["handle"])
 
     def run(self, prepared: int, runs: int, warmup: int = 0) -> list[float]:
@@ -165,9 +162,13 @@ class LiteRTDevice(WorkerDevice):
 
 
 class TorchDevice(WorkerDevice):
-    """PyTorch eager mode under ``inference_mode``, ``threads`` intra-op threads."""
+    """PyTorch under ``inference_mode``, ``threads`` intra-op threads: a TorchScript trace run op by op.
+
+    The worker disables TorchScript's graph optimisation, so each op runs the
+    same kernel eager mode would, without fusion.
+    """
 
     runtime = "torch"
-    artifact_format = None
+    artifact_format = "torchscript"
     module = "torch"
     extra = "torch"

@@ -5,14 +5,16 @@ line on stdin and answers one JSON line on stdout, so a crash in a runtime
 takes down this process only, never the campaign. Requests::
 
     {"cmd": "info", "runtime": R}                         -> {"runtime_version": ..., "cpu": ...}
-    {"cmd": "load", "runtime": R, "threads": T, "path": P, "workload": W, "input_shape": [...]}
+    {"cmd": "load", "runtime": R, "threads": T, "path": P, "input_shape": [...]}
                                                           -> {"handle": H}
     {"cmd": "run", "handle": H, "runs": N, "warmup": M}   -> {"samples_ms": [...]}
     {"cmd": "release", "handle": H}                       -> {}
 
 Errors answer ``{"error": message}``. Runtimes: ``onnxruntime`` (path to
-.onnx), ``litert`` (path to .tflite, XNNPACK), ``torch`` (workload dict,
-eager mode under ``torch.inference_mode``).
+.onnx), ``litert`` (path to .tflite, XNNPACK), ``torch`` (path to a
+TorchScript trace, run under ``torch.inference_mode`` with graph optimisation
+off, so each op runs the kernel eager mode would). The worker imports no
+hwprof module: it runs files.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import platform
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -79,15 +82,14 @@ def _load_litert(req: dict) -> Callable[[], Any]:
 def _load_torch(req: dict) -> Callable[[], Any]:
     import torch
 
-    from hwprof.measurement import Workload
-
     torch.set_num_threads(int(req["threads"]))
-    workload = Workload(**req["workload"])
-    module = workload.module()
-    x = torch.randn(*workload.input_shape())
+    with warnings.catch_warnings():  # TorchScript is deprecated; see hwprof.artifacts.export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(req["path"]).eval()
+    x = torch.randn(*req["input_shape"])
 
     def run() -> Any:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.jit.optimized_execution(False):
             return module(x)
 
     return run

@@ -38,17 +38,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hwprof.errors import ConfigError, HwprofError
+from hwprof.errors import ConfigError
 from hwprof.latency.base import LatencyModel
+from hwprof.latency.load import describe_file, load_source
+from hwprof.latency.macs import macs_model
 from hwprof.latency.predictor import DIFFERENTIABLE_KINDS, PredictorLatencyModel
 from hwprof.latency.single_path import SinglePathRuntime
 from hwprof.latency.table import TableLatencyModel
 from hwprof.latency.weights import gumbel_softmax, masked_softmax, ste_indicator, straight_through
 from hwprof.latency.width import WidthCurve, WidthGrid
 
-_TABLE_SUFFIXES = {".yaml", ".yml", ".pkl", ".pickle", ".csv", ".lut"}
-_PREDICTOR_SUFFIXES = {".npz"}
-_PREDICTOR_KINDS = set(DIFFERENTIABLE_KINDS) | {"gbdt", "transfer"}
 
 
 def latency_model(
@@ -59,10 +58,11 @@ def latency_model(
     Parameters
     ----------
     source : LatencyTable, fitted predictor, torch ``nn.Module``, LatencyModel, or path
-        A path is loaded with ``hwprof.lut.load_table`` or
-        ``hwprof.predictors.load_predictor``, chosen by extension and content
-        (``.npz`` and JSON with a predictor ``kind`` are predictors; YAML,
-        pickle, CSV and other JSON are tables). A bare module maps one-hot
+        A path is read by :func:`hwprof.latency.load.load_source`: an hwprof
+        table or predictor file, or a published one (ProxylessNAS/OFA YAML,
+        TF-NAS pickle, LightNAS ``.pth.tar``, Single-Path NAS JSON, which
+        gives a :class:`SinglePathRuntime`); the model's ``source`` then
+        names the file and its sha256. A bare module maps one-hot
         ``[..., L·K]`` to ms and needs ``space``.
     space : Space or str, optional
         The space; defaults to the one the table or predictor names.
@@ -74,7 +74,7 @@ def latency_model(
     Returns
     -------
     LatencyModel
-        :class:`TableLatencyModel` or :class:`PredictorLatencyModel`.
+        :class:`TableLatencyModel`, :class:`SinglePathRuntime` or :class:`PredictorLatencyModel`.
 
     Raises
     ------
@@ -85,8 +85,25 @@ def latency_model(
         from hwprof.spaces import space as get_space
 
         space = get_space(space)
+    origin = None
     if isinstance(source, (str, os.PathLike)):
-        source = _load(Path(source))
+        origin = describe_file(source) if Path(source).is_file() else None
+        source = load_source(source)
+    model = _model(source, space, resolution, strict)
+    if origin is not None:
+        model.source = {"kind": _kind_name(source), **origin}
+    return model
+
+
+def _kind_name(source: Any) -> str:
+    kind = getattr(source, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    meta = getattr(source, "metadata", None) or {}
+    return "single-path-runtime" if meta.get("model") == "single-path-runtime" else "table"
+
+
+def _model(source: Any, space: Any, resolution: int | None, strict: bool) -> LatencyModel:
     if isinstance(source, LatencyModel):
         return source
     import torch
@@ -99,6 +116,8 @@ def latency_model(
         space = space or _named_space(source)
         if space is None:
             raise ConfigError("the table names no space; pass space=hwprof.space(<name>)")
+        if (getattr(source, "metadata", None) or {}).get("model") == "single-path-runtime":
+            return SinglePathRuntime.from_table(source, space, resolution)
         return TableLatencyModel.from_table(source, space, resolution, strict)
     if hasattr(source, "predict"):
         return PredictorLatencyModel(source, space, strict=strict)
@@ -123,55 +142,6 @@ def _named_space(obj: Any):
     return name
 
 
-def _load_table(path: Path):
-    try:
-        from hwprof.lut import load_table
-    except ImportError as exc:
-        raise ConfigError(f"cannot load table {path}: hwprof.lut is unavailable ({exc})") from exc
-    return load_table(path)
-
-
-def _load_predictor(path: Path):
-    try:
-        from hwprof.predictors import load_predictor
-    except ImportError as exc:
-        raise ConfigError(f"cannot load predictor {path}: hwprof.predictors is unavailable ({exc})") from exc
-    return load_predictor(path)
-
-
-def _load(path: Path):
-    if not path.exists():
-        raise ConfigError(f"no such table or predictor file: {path}")
-    suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix in _PREDICTOR_SUFFIXES:
-        order = (_load_predictor, _load_table)
-    elif suffix in _TABLE_SUFFIXES:
-        order = (_load_table, _load_predictor)
-    elif suffix == ".json" and _looks_like_predictor(path):
-        order = (_load_predictor, _load_table)
-    else:
-        order = (_load_table, _load_predictor)
-    errors = []
-    for loader in order:
-        try:
-            return loader(path)
-        except HwprofError as exc:
-            errors.append(f"{loader.__name__.lstrip('_').replace('_', ' ')}: {exc}")
-    raise ConfigError(f"{path} is neither a latency table nor a predictor file ({'; '.join(errors)})")
-
-
-def _looks_like_predictor(path: Path) -> bool:
-    try:
-        head = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(head, dict):
-        return False
-    meta = head.get("metadata") if isinstance(head.get("metadata"), dict) else {}
-    kind = head.get("kind", meta.get("kind"))
-    return isinstance(kind, str) and kind in _PREDICTOR_KINDS
-
-
 __all__ = [
     "DIFFERENTIABLE_KINDS",
     "LatencyModel",
@@ -182,6 +152,7 @@ __all__ = [
     "WidthGrid",
     "gumbel_softmax",
     "latency_model",
+    "macs_model",
     "masked_softmax",
     "ste_indicator",
     "straight_through",

@@ -37,6 +37,7 @@ import torch
 from hwprof.errors import ConfigError, SpaceError
 from hwprof.latency.base import LatencyModel
 from hwprof.latency.weights import ste_indicator
+from hwprof.tables.formats.spnas_json import SPNAS_CONSTANT_MS
 
 if TYPE_CHECKING:
     from hwprof.spaces import Space
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 #: Column order of the per-layer runtimes (the released JSON's "0".."3").
 COLUMNS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6")
 #: Stem, head, classifier and fixed blocks 0 and 21 of the released Pixel 1 model, ms.
-PIXEL1_CONSTANT_MS = 19.5999
+PIXEL1_CONSTANT_MS = SPNAS_CONSTANT_MS
 
 
 class SinglePathRuntime(LatencyModel):
@@ -92,39 +93,12 @@ class SinglePathRuntime(LatencyModel):
         self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     @classmethod
-    def from_json(
-        cls,
-        path: str | Path,
-        layers: Sequence[int] = range(1, 21),
-        constant_ms: float = PIXEL1_CONSTANT_MS,
-        space: Space | None = None,
-    ) -> SinglePathRuntime:
-        """Load the released runtime model (``pixel1_runtime_model.json``).
+    def from_json(cls, path: str | Path, space: Space | None = None) -> SinglePathRuntime:
+        """Load the released runtime model (``pixel1_runtime_model.json``) through the ``spnas-json`` reader."""
+        from hwprof.spaces import space as get_space
+        from hwprof.tables.formats.spnas_json import import_spnas_json
 
-        The file maps a block (``"0"``..``"21"``, or ``"layer 0"``..) to
-        ``{"0": k3e3, "1": k3e6, "2": k5e3, "3": k5e6}`` in ms. Blocks
-        ``layers`` are the searchable ones; within each run of four (a
-        stage), the first cannot be skipped, as in the released supernet.
-        """
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read Single-Path runtime model {path}: {exc}") from exc
-        rows = {str(k).replace("layer", "").strip(): v for k, v in raw.items()}
-        out = []
-        for block in layers:
-            row = rows.get(str(block))
-            if row is None:
-                raise ConfigError(f"{path} has no row for block {block}; it has {sorted(rows, key=int)}")
-            try:
-                out.append([float(row[str(j)]) for j in range(4)])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ConfigError(f"row {block} of {path} needs numeric columns '0'..'3': {exc}") from exc
-        if space is not None:
-            droppable = space.mask[:, 4]
-        else:
-            droppable = np.array([i % 4 != 0 for i in range(len(out))])
-        return cls(np.array(out), droppable, constant_ms, space)
+        return cls.from_table(import_spnas_json(path), space or get_space("spnas"))
 
     @classmethod
     def from_table(cls, table: Any, space: Space, resolution: int | None = None) -> SinglePathRuntime:

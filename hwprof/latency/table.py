@@ -114,10 +114,23 @@ class TableLatencyModel(LatencyModel):
             self._cache[key] = t
         return t
 
-    def layer_latency(self, weights: torch.Tensor) -> torch.Tensor:
-        """Expected latency of each searchable layer, ``[..., L]`` ms (no constant)."""
+    def layer_latency(self, weights: torch.Tensor, mids: torch.Tensor | None = None) -> torch.Tensor:
+        """Expected latency of each searchable layer, ``[..., L]`` ms (no constant).
+
+        Parameters
+        ----------
+        weights : Tensor ``[L, K]`` or ``[B, L, K]``
+            Candidate weights per layer.
+        mids : Tensor ``[L, K]`` or ``[B, L, K]``, optional
+            Mid channels per candidate (integer or real, differentiable).
+            Given, each cell is priced on its width curve
+            (:meth:`width_curve`); cells without one (``skip``, illegal) keep
+            the table value. Omitted, every cell has its default width.
+        """
         self._check_weights(weights)
-        return (weights * self._values(weights)).sum(-1)
+        if mids is None:
+            return (weights * self._values(weights)).sum(-1)
+        return (weights * self._width_ms(mids, weights)).sum(-1)
 
     def expected(self, weights: torch.Tensor) -> torch.Tensor:
         """Expected latency ``Σ w·values + constant`` in ms, differentiable in ``weights``.
@@ -207,9 +220,12 @@ class TableLatencyModel(LatencyModel):
 
     # -- TF-NAS depth ------------------------------------------------------------
     def depth_expected(
-        self, weights: torch.Tensor, depth_weights: torch.Tensor | Sequence[torch.Tensor]
+        self,
+        weights: torch.Tensor,
+        depth_weights: torch.Tensor | Sequence[torch.Tensor],
+        mids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Expected latency with sink-connecting depth weights (TF-NAS).
+        """Expected latency with sink-connecting depth weights (TF-NAS), optionally at elastic widths.
 
         Per stage ``s`` with layer latencies ``lat_1..lat_n`` (each the
         weighted sum over candidates), the stage costs
@@ -224,29 +240,41 @@ class TableLatencyModel(LatencyModel):
         depth_weights : list of ``S`` tensors ``[n_s]`` or ``[B, n_s]``, or a tensor ``[S, Dmax]`` / ``[B, S, Dmax]``
             Entry ``d - 1`` weighs depth ``d`` of stage ``s`` (``n_s`` its
             number of layers); entries past ``n_s`` must be 0.
+        mids : Tensor ``[L, K]`` or ``[B, L, K]``, optional
+            Current mid channels of every candidate (TF-NAS's α loss prices
+            each candidate at its elastic width): each cell is then priced on
+            its width curve as in :meth:`width_expected`. Omitted, every cell
+            has its default width.
 
         Returns
         -------
         Tensor ``[]`` or ``[B]``
             Latency in ms, constant included.
+
+        Notes
+        -----
+        Computed as ``Σ_l keep_l · lat_l`` with ``keep_l = Σ_{d ≥ p_l} v_d``
+        (``p_l`` the layer's 1-based position in its stage), the same sum
+        regrouped. The layer sum runs left to right in float64, so one-hot
+        candidate and depth weights give exactly ``arch_latency`` of the
+        architecture whose dropped layers are ``skip`` (with ``@mid`` widths
+        where ``mids`` is given): a dropped layer adds an exact 0.
         """
         if self.space is None:
             raise ConfigError("depth_expected needs the space's stage structure; build the model with a space")
         sizes = [st.layers for st in self.space.stages]
-        n_stages, dmax = len(sizes), max(sizes)
-        per_layer = self.layer_latency(weights)  # [..., L]
-        v = self._depth_matrix(depth_weights, sizes, per_layer)
+        per_layer = self.layer_latency(weights, mids)  # [..., L]
+        v = self._depth_matrix(depth_weights, sizes, per_layer)  # [..., S, Dmax]
         if self._depth_index is None:
-            index = np.full((n_stages, dmax), self.num_layers, dtype=np.int64)  # pad → the appended zero
-            start = 0
+            stage_of, pos_of = [], []
             for s, n in enumerate(sizes):
-                index[s, :n] = np.arange(start, start + n)
-                start += n
-            self._depth_index = index
-        padded = torch.cat([per_layer, per_layer.new_zeros(per_layer.shape[:-1] + (1,))], -1)
+                stage_of += [s] * n
+                pos_of += list(range(n))
+            self._depth_index = np.array([stage_of, pos_of], dtype=np.int64)  # [2, L]
+        keep_all = v.flip(-1).cumsum(-1).flip(-1)  # [..., S, Dmax]: weight of keeping at least d layers
         index = torch.as_tensor(self._depth_index, device=per_layer.device)
-        cum = padded[..., index].cumsum(-1)  # [..., S, Dmax]: latency of keeping d layers
-        return (cum * v).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
+        keep = keep_all[..., index[0], index[1]].to(per_layer.dtype)  # [..., L]
+        return (keep * per_layer).cumsum(-1)[..., -1] + self.constant_ms
 
     def _depth_matrix(self, depth_weights, sizes: list[int], like: torch.Tensor) -> torch.Tensor:
         n_stages, dmax = len(sizes), max(sizes)
@@ -320,11 +348,16 @@ class TableLatencyModel(LatencyModel):
         Tensor ``[]`` or ``[B]``, ms.
         """
         self._check_weights(weights)
+        ms = self._width_ms(mids, weights)
+        return (weights * ms).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
+
+    def _width_ms(self, mids: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Latency ``[..., L, K]`` ms of every cell at ``mids`` (table value where a cell has no width)."""
         if self._grid is None:
             from hwprof.latency.width import WidthGrid
 
             if self.space is None or self.space.width != "mid":
-                raise ConfigError("width_expected needs a space with elastic mid channels (tfnas)")
+                raise ConfigError("elastic widths need a space with elastic mid channels (tfnas)")
             curves = {
                 (layer, col): self.width_curve(layer, cand)
                 for layer in range(self.num_layers)
@@ -332,8 +365,9 @@ class TableLatencyModel(LatencyModel):
                 if self.mask[layer, col] and cand != "skip"
             }
             self._grid = WidthGrid(curves, self.values)
-        ms = self._grid.torch(mids.to(weights.dtype))
-        return (weights * ms).sum(-1).cumsum(-1)[..., -1] + self.constant_ms
+        if not isinstance(mids, torch.Tensor):
+            mids = torch.as_tensor(np.asarray(mids), device=like.device)
+        return self._grid.torch(mids.to(device=like.device, dtype=like.dtype))
 
 
 __all__ = ["TableLatencyModel"]

@@ -30,6 +30,7 @@ from hwprof.predictors.gbdt import GBDTPredictor
 from hwprof.predictors.linear import LUTCalibratedPredictor, LUTPredictor, RidgePredictor
 from hwprof.predictors.mlp import MLPPredictor
 from hwprof.predictors.transfer import AutoPredictor, TransferPredictor
+from hwprof.predictors.lightnas_mlp import import_lightnas_mlp
 
 KINDS: dict[str, type[Predictor]] = {
     cls.kind: cls
@@ -43,6 +44,9 @@ KINDS: dict[str, type[Predictor]] = {
         AutoPredictor,
     )
 }
+
+#: Published predictor formats: name → reader (``hwprof import NAME FILE``).
+PREDICTOR_IMPORTERS = {"lightnas-mlp": import_lightnas_mlp}
 
 
 def make_predictor(kind: str, **params: Any) -> Predictor:
@@ -98,6 +102,8 @@ __all__ = [
     "CHANGELOG",
     "FORMAT_VERSION",
     "KINDS",
+    "PREDICTOR_IMPORTERS",
+    "import_lightnas_mlp",
     "AutoPredictor",
     "GBDTPredictor",
     "LUTCalibratedPredictor",

@@ -21,12 +21,28 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hwprof.errors import PredictorError
-from hwprof.features import as_archs, check_one_hot
+from hwprof.predictors.features import as_archs, check_one_hot
 from hwprof.spaces import Arch, Space, space as get_space
 
 FORMAT = "hwprof-predictor"
-FORMAT_VERSION = 1
-CHANGELOG: dict[int, str] = {1: "first version: kind, space, device, training_sha256, params, state"}
+FORMAT_VERSION = 2
+CHANGELOG: dict[int, str] = {
+    1: "first version: kind, space, device, training_sha256, params, state",
+    2: "gbdt state has 'level' (latest-level factor), transfer state has 'shape' (shape-feature correction); "
+    "version-1 files read as level 1 and no correction",
+}
+
+
+def _upgrade(doc: dict) -> dict:
+    """Bring a document of an older format version to :data:`FORMAT_VERSION` (see :data:`CHANGELOG`)."""
+    if doc.get("format_version") == 1:
+        state = dict(doc.get("state", {}))
+        if doc.get("kind") == "gbdt":
+            state.setdefault("level", 1.0)
+        if doc.get("kind") == "transfer":
+            state.setdefault("shape", {})
+        doc = {**doc, "state": state, "format_version": 2}
+    return doc
 
 
 def training_sha256(X: np.ndarray, y: np.ndarray | None) -> str:
@@ -268,6 +284,16 @@ def read_document(path: str | Path) -> dict[str, Any]:
             doc = _decode(json.loads(path.read_text()), None)
     except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
         raise PredictorError(f"{path} is not an hwprof predictor file ({type(exc).__name__}: {exc})") from None
+    return check_document(doc, path)
+
+
+def document_from_json(obj: Any, path: str | Path = "<document>") -> dict[str, Any]:
+    """A predictor document from the parsed JSON of a ``.json`` predictor file (arrays inline)."""
+    return check_document(_decode(obj, None), path)
+
+
+def check_document(doc: Any, path: str | Path = "<document>") -> dict[str, Any]:
+    """Check a predictor document (format, version) and upgrade it to :data:`FORMAT_VERSION`."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PredictorError(f"{path} is not an hwprof predictor file (no format {FORMAT!r})")
     if doc.get("format_version") not in CHANGELOG:
@@ -275,13 +301,15 @@ def read_document(path: str | Path) -> dict[str, Any]:
             f"{path} has predictor format version {doc.get('format_version')!r}; this hwprof reads "
             f"{sorted(CHANGELOG)}. Upgrade hwprof."
         )
-    return doc
+    return _upgrade(doc)
 
 
 __all__ = [
     "CHANGELOG",
     "FORMAT_VERSION",
     "Predictor",
+    "check_document",
+    "document_from_json",
     "check_target",
     "read_document",
     "recent_level",

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from hwprof.features import archs_from_one_hot, shape_features
+from hwprof.predictors.features import archs_from_one_hot, shape_features
 from hwprof.predictors.base import Predictor, recent_level, relative_ridge
 
 
@@ -188,7 +188,7 @@ class GBDTPredictor(Predictor):
         self.intercept_ = float(state["intercept"])
         self.base_scale_ms_ = float(state["base_scale_ms"])
         self.init_ = float(state["init"])
-        self.level_ = float(state.get("level", 1.0))  # files before levels had none
+        self.level_ = float(state["level"])
         self.trees_ = {k: np.asarray(v) for k, v in state["trees"].items()}
 
 

@@ -11,8 +11,8 @@ from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from hwprof.errors import PredictorError, require
-from hwprof.features import lut_sum
-from hwprof.lut import LatencyTable, load_table, table_from_dict
+from hwprof.predictors.features import lut_sum
+from hwprof.tables.table import LatencyTable, load_table, table_from_dict
 from hwprof.predictors.base import Predictor
 
 

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from hwprof.errors import PredictorError
-from hwprof.features import archs_from_one_hot, shape_features
+from hwprof.predictors.features import archs_from_one_hot, shape_features
 from hwprof.predictors.base import Predictor
 
 #: Shape features of the transfer correction: whole-network MMACs, Mparams, searchable layers.
@@ -172,7 +172,7 @@ class TransferPredictor(Predictor):
         self.prior_errors_ = np.asarray(state["prior_errors"], dtype=np.float64)
         self.selected_ = [int(i) for i in state["selected"]]
         n_shape = len(_SHAPE_COLUMNS)
-        shape = state.get("shape", {})  # files before the shape correction had none
+        shape = state["shape"]
         self.shape_mean_ = np.asarray(shape.get("mean", np.zeros(n_shape)), dtype=np.float64)
         self.shape_scale_ = np.asarray(shape.get("scale", np.ones(n_shape)), dtype=np.float64)
         self.shape_coef_ = np.asarray(shape.get("coef", np.zeros(n_shape)), dtype=np.float64)

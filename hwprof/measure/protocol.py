@@ -18,11 +18,11 @@ Steps, in order (:func:`measure`):
    ``high-cv`` (CV above ``cv_warn``), ``slow-first-run`` (the first timed run
    above 1.5× the median: warm-up too short), ``outliers`` (more than 5% of
    the samples).
-4. **Rounds** (:mod:`hwprof.campaign`). With ``rounds > 1`` a campaign times
+4. **Rounds** (:mod:`hwprof.measure.campaign`). With ``rounds > 1`` a campaign times
    every workload ``rounds`` times, in separate passes over blocks of
    ``block`` workloads, each pass one record following steps 1–3 with the
    budget of :meth:`Plan.per_round`. A workload's latency is the median over
-   its rounds (:func:`hwprof.stats.combine`). A shared machine (a VM, a
+   its rounds (:func:`hwprof.measure.stats.combine`). A shared machine (a VM, a
    laptop) changes speed for spells of seconds; timed in one go, a workload
    that falls in a slow spell is wrong by the spell's factor however many
    runs it gets, and its neighbours in the campaign with it. Spread over
@@ -40,13 +40,13 @@ whose clocks are pinned need 1. All are overridable from the device TOML
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
+
 from hwprof.errors import ConfigError, MeasurementError
-from hwprof.stats import Summary, summarize
+from hwprof.measure.stats import Summary, summarize
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,15 @@ def judge(samples: list[float], warmup: int, plan: Plan) -> Outcome:
     return Outcome(tuple(samples), warmup, tuple(flags), tuple(advice))
 
 
-def warn(message: str) -> None:
-    """Quality warnings go to stderr; results go to stdout."""
-    print(f"hwprof: warning: {message}", file=sys.stderr)
+def plan_for(config: Any) -> Plan:
+    """The plan of a device config: :class:`Plan` defaults updated by its ``[protocol]`` table.
+
+    Raises
+    ------
+    ConfigError
+        Naming the config file and the bad field.
+    """
+    try:
+        return Plan().updated(dict(getattr(config, "protocol", {}) or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{getattr(config, 'path', None) or getattr(config, 'name', 'device')}: {exc}") from None

@@ -5,7 +5,7 @@ the fixed layers of a space plus the metadata it was built under. Two key
 styles exist:
 
 ``op``
-    Canonical :mod:`hwprof.ops` keys (ProxylessNAS, OFA, TF-NAS, hwprof's own
+    Canonical :mod:`hwprof.spaces.ops` keys (ProxylessNAS, OFA, TF-NAS, hwprof's own
     campaigns). The cell of layer ``l`` × candidate ``c`` of a space is the key
     of ``space.candidate_op(...)`` at the table's batch size.
 ``layer``
@@ -35,10 +35,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from hwprof.errors import ConfigError, MissingEntryError, SpaceError
-from hwprof.measurement import KIND_OP, Measurement, check_compatible
-from hwprof.ops import OpSpec, decode
+from hwprof.measure.records import latencies_by_key, KIND_OP, Measurement, check_compatible
+from hwprof.spaces.ops import OpSpec, decode
 from hwprof.spaces import Arch, LayerGeom, Space
-from hwprof.stats import combine
 
 FORMAT = "hwprof-latency-table"
 FORMAT_VERSION = 1
@@ -131,7 +130,7 @@ class LatencyTable:
         if self.keyed == KEYED_LAYER:
             if width is not None:
                 raise SpaceError("a layer-position table has no entries for elastic widths")
-            if candidate == "skip" and geom.stride == 1 and geom.cin == geom.cout:
+            if candidate == "skip" and geom.is_identity:
                 return None
             return layer_key(geom.index, candidate)
         op = space.candidate_op(geom, candidate, width, self.batch)
@@ -303,7 +302,7 @@ def build_table(
     statistic : str
         ``median`` (default), ``mean``, ``min`` or ``p90`` of the raw samples;
         with repeated records (rounds) of one key, the median of their
-        statistics (:func:`hwprof.stats.combine`).
+        statistics (:func:`hwprof.measure.stats.combine`).
 
     Raises
     ------
@@ -312,20 +311,14 @@ def build_table(
     MissingEntryError
         When ``space`` is given and cells or fixed ops are missing.
     """
-    rounds: dict[str, list[tuple[float, ...]]] = {}
-    first: Measurement | None = None
-    for m in records:
-        if m.kind != KIND_OP:
-            continue
-        if first is None:
-            first = m
-        else:
-            check_compatible(first.fingerprint, m.fingerprint, f"op records {first.key!r} and {m.key!r}")
-        rounds.setdefault(m.key, []).append(m.samples_ms)
-    if first is None:
+    ops = [m for m in records if m.kind == KIND_OP]
+    if not ops:
         raise MissingEntryError("no op records to build a table from; run hwprof measure --ops first")
+    first = ops[0]
+    for m in ops[1:]:
+        check_compatible(first.fingerprint, m.fingerprint, f"op records {first.key!r} and {m.key!r}")
     try:
-        entries = {k: combine(v, statistic) for k, v in rounds.items()}
+        entries = latencies_by_key(ops, statistic)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     fp = dict(first.fingerprint)

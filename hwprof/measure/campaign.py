@@ -9,7 +9,7 @@ A campaign (:func:`run_campaign`)
    re-run after an interruption resumes and never duplicates a record;
 3. times the remaining workloads in blocks of ``plan.block``: ``plan.rounds``
    passes over each block (alternating direction), each visit one
-   :func:`hwprof.protocol.measure` with :meth:`~hwprof.protocol.Plan.per_round`
+   :func:`hwprof.measure.protocol.measure` with :meth:`~hwprof.measure.protocol.Plan.per_round`
    and one record committed at once;
 4. re-measures a sentinel workload every ``plan.sentinel_every`` records and
    flags drift (thermal throttling, a neighbour process) when its median
@@ -29,10 +29,12 @@ import numpy as np
 
 from hwprof.devices import Device
 from hwprof.errors import DeviceError, FingerprintMismatchError, HwprofError
-from hwprof.measurement import Measurement, Workload, check_compatible, fingerprint_hash
-from hwprof.protocol import Outcome, Plan, measure, warn
+from hwprof.measure.records import Measurement, Workload, check_compatible, fingerprint_hash
+from hwprof.errors import warn
+from hwprof.artifacts.workload import ArtifactCache
+from hwprof.measure.protocol import Outcome, Plan, measure, plan_for
 from hwprof.spaces import Space
-from hwprof.store import Store
+from hwprof.measure.store import Store
 
 
 def op_workloads(
@@ -142,19 +144,17 @@ def run_campaign(
         Ctrl-C stops the campaign cleanly: ``interrupted`` says why and every
         finished record is already in the store.
     """
-    plan = plan or device.config.plan
+    plan = plan or plan_for(device.config)
     round_plan = plan.per_round()
     t0 = time.perf_counter()
     name = device.config.name
     fp = device.fingerprint()
     check_store_fingerprint(store, name, fp, allow_new_fingerprint)
     fp_hash = fingerprint_hash(fp)
-    counts = {
-        (kind, key): n for kind in {w.kind for w in workloads} for key, n in store.round_counts(name, kind, fp_hash).items()
-    }
+    counts = store.round_counts(name, fp_hash)
     need: dict[Workload, int] = {}  # rounds still to measure, in the order given
     for w in workloads:
-        left = plan.rounds - counts.get((w.kind, w.key), 0)
+        left = plan.rounds - counts.get((w.kind, w.space, w.key), 0)
         if left > 0:
             need[w] = left
     report = CampaignReport(len(workloads), len(workloads) - len(need), plan.rounds, sum(need.values()))
@@ -165,8 +165,10 @@ def run_campaign(
         tmp = tempfile.TemporaryDirectory(prefix="hwprof-")
         workdir = Path(tmp.name)
 
-    def timed(w: Workload, folder: Path, p: Plan = round_plan) -> Outcome:
-        handle = device.prepare(w, folder)
+    sentinel_cache = ArtifactCache(workdir)
+
+    def timed(w: Workload, cache: ArtifactCache, p: Plan = round_plan) -> Outcome:
+        handle = device.prepare(cache.get(w, device.artifact_format))
         try:
             return measure(lambda runs, warmup: device.run(handle, runs, warmup), p)
         finally:
@@ -180,7 +182,7 @@ def run_campaign(
 
     def check_sentinel() -> None:
         nonlocal reference_ms, drifting
-        median = timed(sentinel, workdir, plan).summary.median_ms  # the whole budget: it must be precise
+        median = timed(sentinel, sentinel_cache, plan).summary.median_ms  # the whole budget: it must be precise
         if reference_ms is None:
             reference_ms = median
             return
@@ -196,6 +198,7 @@ def run_campaign(
             block = order[b : b + plan.block]
             # Artifacts of a block live until its last round; a temporary folder is emptied after it.
             folder = workdir / f"block-{b // plan.block}" if tmp is not None else workdir
+            cache = ArtifactCache(folder)
             for r in range(plan.rounds):
                 for w in block if r % 2 == 0 else block[::-1]:
                     if need[w] == 0:
@@ -204,7 +207,7 @@ def run_campaign(
                         check_sentinel()
                     measured += 1
                     try:
-                        outcome = timed(w, folder)
+                        outcome = timed(w, cache)
                     except DeviceError:
                         raise
                     except HwprofError as exc:

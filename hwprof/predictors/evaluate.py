@@ -137,4 +137,24 @@ def read_dataset(
     return archs, y, frame
 
 
-__all__ = ["Metrics", "metrics", "read_dataset", "read_frame", "scatter_plot"]
+
+
+def store_dataset(store: str | Path, device: str, sp: Space, statistic: str = "median"):
+    """Table (from op records, or None) and (archs, ms) from arch records of ``device``."""
+    from hwprof.tables.table import build_table
+    from hwprof.measure.records import latencies_by_key
+    from hwprof.measure.store import Store
+
+    if not Path(store).is_file():
+        raise ConfigError(f"store {store} does not exist; measure first (hwprof measure --store {store})")
+    with Store(store) as st:
+        ops = st.records(device=device, kind="op")
+        arch_records = st.records(device=device, kind="arch", space=sp.name)
+    table = build_table(ops, sp, statistic, source=str(store)) if ops else None
+    by_key = latencies_by_key(arch_records, statistic)
+    archs = [sp.parse(k) for k in by_key]
+    y = np.array(list(by_key.values()), dtype=np.float64)
+    return table, archs, y
+
+
+__all__ = ["Metrics", "metrics", "read_dataset", "read_frame", "scatter_plot", "store_dataset"]

@@ -1,4 +1,4 @@
-"""What was measured: :class:`Workload` (what runs) and :class:`Measurement` (what was observed)."""
+"""What was observed: :class:`Measurement` records, their fingerprints and grouping by rounds."""
 
 from __future__ import annotations
 
@@ -6,95 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Iterable, Mapping
 
-from hwprof.errors import FingerprintMismatchError, MeasurementError
-from hwprof.ops import OpSpec, decode
-from hwprof.stats import Summary, summarize
-
-KIND_OP = "op"
-KIND_ARCH = "arch"
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One thing to time: an operator (by key) or an architecture of a space.
-
-    Attributes
-    ----------
-    kind : str
-        ``"op"`` or ``"arch"``.
-    key : str
-        Canonical op key, or the architecture text form.
-    space : str
-        Space name for architectures ("" for ops).
-    batch : int
-        Batch size (ops carry it in their key too).
-    """
-
-    kind: str
-    key: str
-    space: str = ""
-    batch: int = 1
-
-    @classmethod
-    def of_op(cls, op: OpSpec) -> Workload:
-        return cls(KIND_OP, op.encode(), "", op.batch)
-
-    @classmethod
-    def of_arch(cls, space: str, arch: str, batch: int = 1) -> Workload:
-        return cls(KIND_ARCH, arch, space, batch)
-
-    @property
-    def op(self) -> OpSpec:
-        if self.kind != KIND_OP:
-            raise MeasurementError(f"{self.key!r} is an architecture, not an op")
-        return decode(self.key)
-
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """NCHW input shape."""
-        if self.kind == KIND_OP:
-            op = self.op
-            return (op.batch, op.cin, op.h, op.w)
-        from hwprof.spaces import space
-
-        r = space(self.space).input_resolution(self.key)
-        return (self.batch, 3, r, r)
-
-    def module(self, seed: int = 0):
-        """Torch module (eval mode, weights from ``seed``)."""
-        import torch
-
-        from hwprof.modules import build_op
-        from hwprof.spaces import space
-
-        torch.manual_seed(seed)
-        if self.kind == KIND_OP:
-            return build_op(self.op).eval()
-        return space(self.space).build(self.key).eval()
-
-    def export(self, fmt: str, directory: Path, seed: int = 0) -> Path:
-        """Write the artifact of format ``fmt`` (``onnx``/``tflite``) under ``directory``."""
-        from hwprof.artifacts import export_module
-
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.digest}.{fmt}"
-        if not path.exists():
-            tmp = path.with_suffix(f".tmp.{fmt}")
-            export_module(self.module(seed), self.input_shape(), fmt, tmp)
-            tmp.replace(path)
-        return path
-
-    @property
-    def digest(self) -> str:
-        """Short stable hash of the workload, for file names."""
-        text = f"{self.kind}|{self.space}|{self.key}|b{self.batch}"
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "key": self.key, "space": self.space, "batch": self.batch}
-
+from hwprof.errors import FingerprintMismatchError
+from hwprof.artifacts.workload import KIND_ARCH, KIND_OP, Workload  # noqa: F401  (a record names its workload)
+from hwprof.measure.stats import Summary, summarize
 
 #: Fingerprint fields that identify the measuring environment; records whose
 #: values differ must not be merged (see :func:`check_compatible`).
@@ -107,6 +23,18 @@ def rounds_by_key(records: Iterable[Measurement]) -> dict[str, list[tuple[float,
     for m in records:
         out.setdefault(m.key, []).append(m.samples_ms)
     return out
+
+
+def latencies_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, float]:
+    """Each key's latency (ms): ``statistic`` combined over its rounds (:func:`hwprof.measure.stats.combine`)."""
+    from hwprof.measure.stats import combine
+
+    return {k: combine(v, statistic) for k, v in rounds_by_key(records).items()}
+
+
+def version_series(version: str) -> str:
+    """``major.minor`` of a version string: the part of hwprof's version that enters a fingerprint."""
+    return ".".join(str(version).split(".")[:2])
 
 
 def fingerprint_hash(fingerprint: Mapping[str, str]) -> str:

@@ -1,69 +1,22 @@
-"""The ``hwprof`` command line.
-
-Results go to stdout, warnings and errors to stderr. Every hwprof error
-exits with status 2 and one line that says what to do next.
-"""
+"""Measuring into the store: ``hwprof measure`` and ``hwprof export``."""
 
 from __future__ import annotations
 
-import os
-import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hwprof.cli import choices, command, default_store, err, out
 from hwprof.errors import HwprofError
 
-app = typer.Typer(help="Hardware latency profiling and prediction for hardware-aware NAS.", no_args_is_help=True)
-device_app = typer.Typer(help="Inspect and tune one device.", no_args_is_help=True)
-app.add_typer(device_app, name="device")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
 DEFAULT_DEVICE = "cpu"
-
-
-def default_store() -> Path:
-    """``$HWPROF_STORE`` or ``hwprof.sqlite`` in the working directory."""
-    return Path(os.environ.get("HWPROF_STORE", "hwprof.sqlite"))
-
-
+ExportFormat = choices("ExportFormat", ("csv", "parquet"))
 StoreOpt = typer.Option(None, "--store", help="SQLite store (default: $HWPROF_STORE or ./hwprof.sqlite).")
 
 
-@app.command()
-def devices() -> None:
-    """List device configs: built-in and user ones, one line each."""
-    from hwprof.devices import config_files, parse_config
-
-    table = Table("device", "backend", "batch", "threads", "description", "config")
-    for name, path in sorted(config_files().items()):
-        try:
-            c = parse_config(path)
-            table.add_row(name, c.backend, str(c.batch), str(c.threads), c.description, str(path))
-        except HwprofError as exc:
-            table.add_row(name, "[red]invalid[/red]", "", "", str(exc), str(path))
-    out.print(table)
-
-
-@app.command()
-def spaces() -> None:
-    """List the built-in search spaces."""
-    from hwprof.spaces import SPACES
-
-    table = Table("space", "layers", "candidates", "legal choices", "resolution", "description")
-    for name, sp in SPACES.items():
-        res = f"{min(sp.resolutions)}-{max(sp.resolutions)}" if sp.elastic_resolution else str(sp.resolutions[0])
-        table.add_row(name, str(sp.num_layers), str(sp.max_choices), str(int(sp.mask.sum())), res, sp.description)
-    out.print(table)
-
-
-@app.command()
 def measure(
     device: str = typer.Option(DEFAULT_DEVICE, "--device", "-d", help="Device name or TOML path."),
     space: str = typer.Option("proxylessnas", "--space", "-s", help="Search space."),
@@ -87,17 +40,18 @@ def measure(
     """Measure operators (--ops) or random architectures (--archs N) on a device into the store."""
     import dataclasses
 
-    from hwprof.campaign import arch_workloads, op_workloads, run_campaign
+    from hwprof.measure.campaign import arch_workloads, op_workloads, run_campaign
+    from hwprof.measure.protocol import plan_for
     from hwprof.devices import load_config, open_device
     from hwprof.spaces import space as get_space
-    from hwprof.store import Store
+    from hwprof.measure.store import Store
 
     if ops == bool(archs):
         raise typer.BadParameter("give exactly one of --ops or --archs N")
     config = load_config(device)
     if batch is not None:
         config = dataclasses.replace(config, batch=batch)
-    plan = config.plan.updated(
+    plan = plan_for(config).updated(
         {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time, "warmup_runs": warmup_runs,
          "rounds": rounds}
     )
@@ -156,7 +110,7 @@ def _print_records(records, limit: int = 40) -> None:
         return
     from statistics import median
 
-    from hwprof.stats import combine
+    from hwprof.measure.stats import combine
 
     by_key: dict[str, list] = {}
     for m in records:
@@ -183,20 +137,14 @@ def _print_records(records, limit: int = 40) -> None:
     out.print(table)
 
 
-class ExportFormat(str, Enum):
-    csv = "csv"
-    parquet = "parquet"
-
-
-@app.command()
 def export(
     store: Optional[Path] = StoreOpt,
-    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv or parquet."),
+    fmt: ExportFormat = typer.Option(ExportFormat("csv"), "--format", "-f", help="csv or parquet."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write."),
     device: Optional[str] = typer.Option(None, help="Only this device's records."),
 ) -> None:
     """Export the store: one row per record with statistics, raw samples and fingerprint."""
-    from hwprof.store import Store
+    from hwprof.measure.store import Store
 
     path = store or default_store()
     if not path.exists():
@@ -205,75 +153,6 @@ def export(
     out.print(f"wrote {n} records to {output}")
 
 
-def _open(name: str):
-    from hwprof.devices import open_device
-
-    return open_device(name)
-
-
-@device_app.command("show")
-def device_show(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
-    """Identity, runtime and current state of a device."""
-    dev = _open(name)
-    try:
-        info = dev.describe() if hasattr(dev, "describe") else {**dev.fingerprint(), **dev.environment()}
-    finally:
-        dev.close()
-    table = Table("field", "value", title=name)
-    for k, v in info.items():
-        table.add_row(k, str(v))
-    out.print(table)
-
-
-@device_app.command("tune")
-def device_tune(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
-    """Lock what can be locked for stable timings, and say what could not be done."""
-    dev = _open(name)
-    try:
-        lines = dev.tune() if hasattr(dev, "tune") else ["this device has no tuning steps; measure with 1 thread on a quiet machine"]
-    finally:
-        dev.close()
-    for line in lines:
-        out.print(line)
-
-
-def _register_plugins() -> None:
-    """Mount the command groups of other modules (predictors, phones)."""
-    import importlib
-
-    for module in ("hwprof.cli_predict", "hwprof.cli_android"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
-
-
-_register_plugins()
-
-
-def main() -> None:
-    """Console entry point: run the app, turning hwprof errors into one clear line."""
-    try:
-        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here
-    except HwprofError as exc:
-        err.print(f"hwprof: error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("hwprof: aborted")
-        sys.exit(130)
-    except Exception as exc:
-        # Usage errors of typer's (vendored) click show themselves and carry their exit code.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    app.command()(command(measure))
+    app.command()(command(export))

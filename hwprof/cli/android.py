@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from hwprof.cli import command
+
 DEMO_PORT = 15037
 
 
@@ -61,4 +63,4 @@ def fake_phone(
 
 def register(app: typer.Typer) -> None:
     """Add the Android commands to the ``hwprof`` app."""
-    app.command("fake-phone")(fake_phone)
+    app.command("fake-phone")(command(fake_phone))

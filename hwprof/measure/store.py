@@ -9,6 +9,11 @@ Schema versions
 ---------------
 1  records(kind, key, space, device, fingerprint_hash, fingerprint, environment,
    samples_ms, warmup, flags, timestamp); meta(app, schema_version).
+2  A record's identity is (device, kind, space, key, fingerprint): the index
+   includes the space, so two spaces with equal architecture texts (``fbnet``,
+   ``fbnet-c100``) are measured separately. The fingerprint's
+   ``hwprof_version`` holds major.minor only, so a patch release does not
+   split a store. Version-1 files are migrated in place when opened.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from typing import Iterator
 import pandas as pd
 
 from hwprof.errors import StoreError
-from hwprof.measurement import IDENTITY_FIELDS, Measurement
+from hwprof.measure.records import IDENTITY_FIELDS, Measurement, fingerprint_hash, version_series
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP = "hwprof"
 DEFAULT_STORE = Path("hwprof.sqlite")
 
@@ -43,7 +48,7 @@ CREATE TABLE IF NOT EXISTS records (
     flags TEXT NOT NULL,
     timestamp REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_lookup ON records (device, kind, key, fingerprint_hash);
+CREATE INDEX IF NOT EXISTS records_identity ON records (device, kind, space, key, fingerprint_hash);
 """
 
 
@@ -101,11 +106,32 @@ class Store:
         if meta.get("app") != APP:
             raise StoreError(f"{self.path} was not written by hwprof (app={meta.get('app')!r}); left untouched")
         version = int(meta.get("schema_version", -1))
+        if version == 1:
+            self._migrate_from_1()
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store schema version {version}; this hwprof reads version {SCHEMA_VERSION}. "
                 "Upgrade hwprof or export the store with the version that wrote it."
             )
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 → 2: the identity index gains the space; fingerprints keep hwprof's major.minor."""
+        rows = list(self._db.execute("SELECT id, fingerprint FROM records"))
+        with self._db:
+            for rid, text in rows:
+                fp = json.loads(text)
+                if "hwprof_version" in fp:
+                    fp["hwprof_version"] = version_series(fp["hwprof_version"])
+                self._db.execute(
+                    "UPDATE records SET fingerprint = ?, fingerprint_hash = ? WHERE id = ?",
+                    (json.dumps(fp, sort_keys=True), fingerprint_hash(fp), rid),
+                )
+            self._db.execute("DROP INDEX IF EXISTS records_lookup")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS records_identity ON records (device, kind, space, key, fingerprint_hash)"
+            )
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     # -- writing ---------------------------------------------------------------
     def add(self, m: Measurement) -> int:
@@ -132,22 +158,14 @@ class Store:
         return int(cur.lastrowid)
 
     # -- reading ---------------------------------------------------------------
-    def measured_keys(self, device: str, kind: str, fingerprint_hash: str | None = None) -> set[str]:
-        """Keys already measured on ``device`` (under ``fingerprint_hash`` when given)."""
-        sql = "SELECT DISTINCT key FROM records WHERE device = ? AND kind = ?"
-        args: list = [device, kind]
-        if fingerprint_hash is not None:
-            sql += " AND fingerprint_hash = ?"
-            args.append(fingerprint_hash)
-        return {r[0] for r in self._db.execute(sql, args)}
-
-    def round_counts(self, device: str, kind: str, fingerprint_hash: str) -> dict[str, int]:
-        """Number of records (rounds) per key of ``device`` under ``fingerprint_hash``."""
+    def round_counts(self, device: str, fingerprint_hash: str) -> dict[tuple[str, str, str], int]:
+        """Number of records (rounds) per identity ``(kind, space, key)`` of ``device`` under ``fingerprint_hash``."""
         rows = self._db.execute(
-            "SELECT key, COUNT(*) FROM records WHERE device = ? AND kind = ? AND fingerprint_hash = ? GROUP BY key",
-            (device, kind, fingerprint_hash),
+            "SELECT kind, space, key, COUNT(*) FROM records WHERE device = ? AND fingerprint_hash = ? "
+            "GROUP BY kind, space, key",
+            (device, fingerprint_hash),
         )
-        return {k: int(n) for k, n in rows}
+        return {(kind, space, key): int(n) for kind, space, key, n in rows}
 
     def fingerprints(self, device: str) -> dict[str, dict]:
         """Distinct fingerprints of ``device``'s records, by hash."""

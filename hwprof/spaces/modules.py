@@ -1,4 +1,4 @@
-"""PyTorch modules for every :class:`~hwprof.ops.OpSpec` kind.
+"""PyTorch modules for every :class:`~hwprof.spaces.ops.OpSpec` kind.
 
 Modules take NCHW input ``[batch, cin, h, w]``. Their structure is fixed and
 small on purpose: the TFLite writer (:mod:`hwprof.artifacts.tflite`) walks
@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hwprof.ops import OpSpec
+from hwprof.spaces.ops import OpSpec
 
 
 def make_act(act: str) -> nn.Module:
-    """Activation module for an :data:`hwprof.ops.ACTS` name."""
+    """Activation module for an :data:`hwprof.spaces.ops.ACTS` name."""
     return {
         "none": nn.Identity,
         "relu": nn.ReLU,
@@ -66,7 +66,7 @@ class ChannelShuffle(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Mobile inverted bottleneck (see ``mbconv`` in :mod:`hwprof.ops`)."""
+    """Mobile inverted bottleneck (see ``mbconv`` in :mod:`hwprof.spaces.ops`)."""
 
     def __init__(self, op: OpSpec):
         super().__init__()

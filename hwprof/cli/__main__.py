@@ -1,0 +1,3 @@
+from hwprof.cli import main
+
+main()

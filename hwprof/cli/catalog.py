@@ -1,0 +1,87 @@
+"""What there is: ``hwprof devices``, ``hwprof spaces``, ``hwprof device show|tune``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from hwprof.cli import command, out
+from hwprof.errors import HwprofError
+
+
+def devices() -> None:
+    """List device configs: built-in and user ones, one line each."""
+    from hwprof.devices import config_files, open_device, parse_config
+
+    table = Table("device", "backend", "batch", "threads", "status", "description", "config")
+    for name, path in sorted(config_files().items()):
+        try:
+            c = parse_config(path)
+        except HwprofError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", "", "", str(exc), str(path))
+            continue
+        table.add_row(name, c.backend, str(c.batch), str(c.threads), _status(open_device, c), c.description, str(path))
+    out.print(table)
+
+
+def _status(open_device, config) -> str:
+    """What the backend says of its device (attached, local, ...), or why it cannot be opened."""
+    try:
+        dev = open_device(config)
+    except HwprofError as exc:
+        return "unavailable: " + str(exc).split(";")[0][:36]
+    try:
+        text = dev.status() if hasattr(dev, "status") else "configured"
+        return text.split(";")[0][:48]
+    except HwprofError as exc:
+        return "unavailable: " + str(exc).split(";")[0][:36]
+    finally:
+        dev.close()
+
+
+def spaces() -> None:
+    """List the built-in search spaces."""
+    from hwprof.spaces import SPACES
+
+    table = Table("space", "layers", "candidates", "legal choices", "resolution", "description")
+    for name, sp in SPACES.items():
+        res = f"{min(sp.resolutions)}-{max(sp.resolutions)}" if sp.elastic_resolution else str(sp.resolutions[0])
+        table.add_row(name, str(sp.num_layers), str(sp.max_choices), str(int(sp.mask.sum())), res, sp.description)
+    out.print(table)
+
+
+def device_show(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
+    """Identity, runtime and current state of a device."""
+    from hwprof.devices import open_device
+
+    dev = open_device(name)
+    try:
+        info = dev.describe() if hasattr(dev, "describe") else {**dev.fingerprint(), **dev.environment()}
+    finally:
+        dev.close()
+    table = Table("field", "value", title=name)
+    for k, v in info.items():
+        table.add_row(k, str(v))
+    out.print(table)
+
+
+def device_tune(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
+    """Lock what can be locked for stable timings, and say what could not be done."""
+    from hwprof.devices import open_device
+
+    dev = open_device(name)
+    try:
+        lines = dev.tune() if hasattr(dev, "tune") else ["this device has no tuning steps; measure with 1 thread on a quiet machine"]
+    finally:
+        dev.close()
+    for line in lines:
+        out.print(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(command(devices))
+    app.command()(command(spaces))
+    device_app = typer.Typer(help="Inspect and tune one device.", no_args_is_help=True)
+    device_app.command("show")(command(device_show))
+    device_app.command("tune")(command(device_tune))
+    app.add_typer(device_app, name="device")

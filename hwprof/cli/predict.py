@@ -1,0 +1,200 @@
+"""Predictors: ``hwprof fit-predictor``, ``hwprof evaluate``, ``hwprof predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from hwprof.cli import choices, command, out
+from hwprof.errors import ConfigError, PredictorError
+from hwprof.latency.load import load_source
+from hwprof.predictors.evaluate import store_dataset
+from hwprof.predictors import KINDS
+
+Kind = choices("Kind", KINDS)
+OutputFormat = choices("OutputFormat", ("table", "json"))
+
+
+def _model_space(model, space: Optional[str]):
+    from hwprof.spaces import space as get_space
+
+    name = model.space
+    if space and name and space != name:
+        raise PredictorError(f"the model is for space {name!r}, not {space!r}")
+    if not (space or name):
+        raise ConfigError("the table records no space; pass --space")
+    return get_space(space or name)
+
+
+def predict_with(model, sp, archs) -> np.ndarray:
+    """Latency (ms) of ``archs`` from a table or a predictor, through its latency model's ``score``."""
+    from hwprof.latency import latency_model
+
+    return latency_model(model, space=sp).score(archs)
+
+
+def _metrics_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    t = Table("set", "n", "RMSE (ms)", "MAPE", "±5%", "±10%", "Spearman ρ", "Kendall τ", title=title)
+    for name, m in rows:
+        t.add_row(
+            name, str(m.n), f"{m.rmse_ms:.4g}", f"{m.mape:.2%}", f"{m.within_5:.1%}", f"{m.within_10:.1%}",
+            f"{m.spearman:.4f}", f"{m.kendall:.4f}",
+        )
+    return t
+
+
+def fit_predictor(
+    space: str = typer.Option(..., "--space", "-s", help="Search space."),
+    kind: Kind = typer.Option(Kind("auto"), "--kind", help="Predictor kind."),
+    output: Path = typer.Option(..., "-o", "--output", help="Predictor file (.json or .npz)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="CSV/Parquet of architectures and latencies."),
+    arch_column: str = typer.Option("arch", "--arch-column", help="Column with architecture text."),
+    target: Optional[str] = typer.Option(None, "--target", help="Column with latency in ms."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Store with arch (and op) records."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device (store records; recorded)."),
+    table: Optional[Path] = typer.Option(None, "--table", help="Latency table for lut / lut-calibrated."),
+    prior: Optional[List[Path]] = typer.Option(None, "--prior", help="Prior predictor (transfer); repeatable."),
+    train_size: Optional[int] = typer.Option(None, "--train-size", help="Train on N random rows, test on the rest."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split and the model."),
+    recent: Optional[float] = typer.Option(
+        None,
+        "--recent",
+        help="gbdt/mlp: fraction of the latest rows (file or store order = measurement order) "
+        "that sets the level; 0 = off (default 0.1).",
+    ),
+) -> None:
+    """Fit a latency predictor and report its accuracy on held-out rows."""
+
+    from hwprof.predictors.evaluate import metrics, read_dataset
+    from hwprof.tables.table import load_table
+    from hwprof.predictors import make_predictor
+    from hwprof.spaces import space as get_space
+
+    sp = get_space(space)
+    lut = load_table(table) if table else None
+    if (data is None) == (store is None):
+        raise ConfigError("give either --data FILE (with --target) or --store FILE --device NAME")
+    if data is not None:
+        if target is None:
+            raise ConfigError("--data needs --target COLUMN (latency in ms)")
+        archs, y, _ = read_dataset(data, sp, arch_column, target)
+        dev = device or target.removesuffix("_ms")
+    else:
+        if device is None:
+            raise ConfigError("--store needs --device NAME")
+        store_table, archs, y = store_dataset(store, device, sp)
+        lut = lut or store_table
+        dev = device
+    if not archs:
+        raise ConfigError("no architectures with latencies to fit on")
+    params: dict[str, Any] = {"space": space, "device": dev}
+    if kind.value in ("lut", "lut-calibrated") or (kind.value == "auto" and lut is not None):
+        if lut is None:
+            raise ConfigError(f"--kind {kind.value} needs a table: --table FILE, or op records in --store")
+        params["table"] = lut
+    if kind.value == "auto" and lut is not None:
+        params["kinds"] = ("ridge", "lut-calibrated", "gbdt", "mlp")
+    if kind.value == "transfer":
+        params["priors"] = [str(p) for p in (prior or [])]
+    if kind.value in ("mlp", "gbdt", "auto"):
+        params["seed"] = seed
+    if recent is not None:
+        if kind.value not in ("mlp", "gbdt"):
+            raise ConfigError("--recent applies to --kind gbdt and mlp")
+        if not 0 <= recent <= 1:
+            raise ConfigError("--recent must be in [0, 1]")
+        params["recent"] = recent
+    X = sp.one_hot(archs)
+    if train_size is not None:
+        if not 0 < train_size <= len(archs):
+            raise ConfigError(f"--train-size must be in 1..{len(archs)}")
+        order = np.random.default_rng(seed).permutation(len(archs))
+        # both sets keep the rows' measurement order, which the level of gbdt/mlp relies on
+        tr, te = np.sort(order[:train_size]), np.sort(order[train_size:])
+    else:
+        tr, te = np.arange(len(archs)), np.arange(0)
+    model = make_predictor(kind.value, **params).fit(X[tr], y[tr])
+    model.save(output)
+    rows = [("train", metrics(y[tr], model.predict(X[tr])))]
+    if len(te):
+        rows.append(("held out", metrics(y[te], model.predict(X[te]))))
+    title = f"{model.kind} on {space} / {dev} → {output}"
+    if kind.value == "auto":
+        title += f" (chose {model.chosen_kind_})"
+    out.print(_metrics_table(title, rows))
+
+
+def evaluate_cmd(
+    model_path: Path = typer.Option(..., "--model", help="Predictor or table file."),
+    data: Path = typer.Option(..., "--data", help="CSV/Parquet of architectures and latencies."),
+    arch_column: str = typer.Option("arch", "--arch-column", help="Column with architecture text."),
+    target: str = typer.Option(..., "--target", help="Column with measured latency in ms."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Space (default: the model's)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a predicted-vs-measured scatter here."),
+    fmt: OutputFormat = typer.Option(OutputFormat("table"), "--format", help="table or json."),
+) -> None:
+    """Accuracy of a predictor or table on labelled architectures."""
+
+    from hwprof.predictors.evaluate import metrics, read_dataset, scatter_plot
+
+    model = load_source(model_path)
+    sp = _model_space(model, space)
+    archs, y, _ = read_dataset(data, sp, arch_column, target)
+    pred = predict_with(model, sp, archs)
+    m = metrics(y, pred)
+    if plot is not None:
+        scatter_plot(y, pred, plot, title=f"{model_path.name} on {data.name}:{target}")
+    if fmt.value == "json":
+        typer.echo(json.dumps({"model": str(model_path), "data": str(data), "target": target, **m.to_dict()}))
+    else:
+        out.print(_metrics_table(f"{model_path.name} on {data.name}:{target}", [("all", m)]))
+
+
+def predict_cmd(
+    archs: Optional[List[str]] = typer.Argument(None, help="Architectures in text form."),
+    model_path: Path = typer.Option(..., "--model", help="Predictor or table file."),
+    data: Optional[Path] = typer.Option(None, "--data", help="CSV/Parquet with an architecture column."),
+    arch_column: str = typer.Option("arch", "--arch-column", help="Column with architecture text."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Space (default: the model's)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write predictions as CSV."),
+) -> None:
+    """Predicted latency (ms) of architectures."""
+
+    import pandas as pd
+
+    from hwprof.predictors.evaluate import read_dataset
+
+    model = load_source(model_path)
+    sp = _model_space(model, space)
+    if data is not None:
+        parsed, _, frame = read_dataset(data, sp, arch_column)
+    elif archs:
+        parsed = [sp.parse(a) for a in archs]
+        frame = pd.DataFrame({arch_column: [a.encode() for a in parsed]})
+    else:
+        raise ConfigError("give architectures as arguments or --data FILE --arch-column NAME")
+    pred = predict_with(model, sp, parsed)
+    if output is not None:
+        frame = frame.copy()
+        frame["predicted_ms"] = pred
+        frame.to_csv(output, index=False)
+        out.print(f"wrote {len(pred)} predictions to {output}")
+    elif data is None:
+        for p in pred:
+            typer.echo(f"{p:.4f}")
+    else:
+        t = Table(arch_column, "predicted (ms)")
+        for a, p in zip(parsed, pred):
+            t.add_row(a.encode(), f"{p:.4f}")
+        out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit-predictor")(command(fit_predictor))
+    app.command("evaluate")(command(evaluate_cmd))
+    app.command("predict")(command(predict_cmd))

@@ -1,0 +1,91 @@
+"""Lookup tables: ``hwprof lut build``, ``hwprof lut export``, ``hwprof import``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from hwprof.cli import choices, command, err, out
+from hwprof.errors import ConfigError
+from hwprof.measure.stats import STATISTICS
+from hwprof.predictors import PREDICTOR_IMPORTERS
+from hwprof.tables.formats import EXPORTERS, FORMATS
+
+Statistic = choices("Statistic", STATISTICS)
+ImportFormat = choices("ImportFormat", [*FORMATS, *PREDICTOR_IMPORTERS])
+ExportFormat = choices("ExportFormat", EXPORTERS)
+
+
+def lut_build(
+    store: Path = typer.Option(..., "--store", help="SQLite store with op records."),
+    device: str = typer.Option(..., "--device", "-d", help="Device whose records to use."),
+    space: str = typer.Option(..., "--space", "-s", help="Space whose [L, K] cells must all be present."),
+    output: Path = typer.Option(..., "-o", "--output", help="Table file to write (JSON)."),
+    statistic: Statistic = typer.Option(Statistic("median"), "--statistic", help="Statistic of the raw samples."),
+) -> None:
+    """Build a lookup table from the op records of one device."""
+
+    from hwprof.tables.table import build_table
+    from hwprof.spaces import space as get_space
+    from hwprof.measure.store import Store
+
+    if not store.is_file():
+        raise ConfigError(f"store {store} does not exist; run hwprof measure --ops first")
+    sp = get_space(space)
+    with Store(store) as st:
+        table = build_table(st.records(device=device, kind="op"), sp, statistic.value, source=str(store))
+    table.save(output)
+    t = Table("table", "entries", "constant (ms)", "device", "batch", "statistic", "runtime")
+    t.add_row(str(output), str(len(table)), f"{table.constant_ms:.4g}", device, str(table.batch),
+              statistic.value, str(table.metadata.get("runtime", "")))
+    out.print(t)
+
+
+def lut_export(
+    table_path: Path = typer.Argument(..., help="Table file (hwprof JSON)."),
+    fmt: ExportFormat = typer.Option(..., "--format", help="Format to write."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write."),
+) -> None:
+    """Write a table in a format papers' code reads."""
+
+    from hwprof.tables.table import load_table
+
+    EXPORTERS[fmt.value](load_table(table_path), output)
+    out.print(f"wrote {output} ({fmt.value})")
+
+
+def import_cmd(
+    fmt: ImportFormat = typer.Argument(..., help="Format of FILE."),
+    file: Path = typer.Argument(..., help="Published table or predictor."),
+    output: Path = typer.Option(..., "-o", "--output", help="hwprof table or predictor file to write."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name to record."),
+    batch: int = typer.Option(1, "--batch", help="Batch size the table was measured at (TF-NAS GPU: 32)."),
+) -> None:
+    """Import a published latency table or predictor."""
+
+    if fmt.value in PREDICTOR_IMPORTERS:
+        kwargs = {"device": device} if device else {}
+        pred = PREDICTOR_IMPORTERS[fmt.value](file, **kwargs)
+        pred.save(output)
+        out.print(f"wrote {output}: {pred.kind} predictor of space {pred.space} ({pred.metadata['device']})")
+        return
+    kwargs = {"device": device} if device else {}
+    if fmt.value != "spnas-json":
+        kwargs["batch"] = batch
+    table = FORMATS[fmt.value].read(file, **kwargs)
+    table.save(output)
+    dropped = table.metadata.get("unrepresentable") or []
+    if dropped:
+        err.print(f"warning: {len(dropped)} entries have no hwprof op (e.g. {dropped[0]}); they were left out")
+    out.print(f"wrote {output}: {len(table)} entries, constant {table.constant_ms:.4g} ms, space {table.space}")
+
+
+def register(app: typer.Typer) -> None:
+    lut_app = typer.Typer(help="Build and export latency lookup tables.", no_args_is_help=True)
+    lut_app.command("build")(command(lut_build))
+    lut_app.command("export")(command(lut_export))
+    app.add_typer(lut_app, name="lut")
+    app.command("import")(command(import_cmd))
