@@ -72,8 +72,8 @@ class LightNAS(Searcher):
         Scale η_λ by ``paper_alpha_steps / run α steps`` so its integral matches the paper's.
     paper_alpha_steps : int
         α steps of the paper's run (80 search epochs × ≈40 val batches).
-    tau_max, tau_decay : float
-        ``τ = tau_max · exp(−tau_decay · (paper epoch − 10))`` after the freeze.
+    tau_max, tau_decay, tau_min : float
+        ``τ = max(tau_max · exp(−tau_decay · (paper epoch − 10)), tau_min)`` after the freeze.
     alpha_lr : float
         Adam learning rate of α; halved every ``alpha_lr_halving`` paper epochs after the freeze.
     alpha_betas : tuple of float
@@ -132,6 +132,7 @@ class LightNAS(Searcher):
         "truncate": (True, "search_imagenet.py --tradeoff_trunc"),
         "tau_max": (5.0, "search_imagenet.py --tau_max"),
         "tau_decay": (0.1, "search_imagenet.py: tau_max·exp(−0.1·(epoch − freeze))"),
+        "tau_min": (0.0, "search_imagenet.py: no floor (--tau_min is parsed but unused)"),
         "alpha_lr": (1e-3, "search_imagenet.py --alphas_learning_rate"),
         "alpha_betas": ((0.5, 0.999), "search_imagenet.py: Adam betas"),
         "alpha_weight_decay": (1e-3, "search_imagenet.py --alphas_weight_decay"),
@@ -159,6 +160,7 @@ class LightNAS(Searcher):
         paper_alpha_steps: int = PAPER_ALPHA_STEPS,
         tau_max: float = 5.0,
         tau_decay: float = 0.1,
+        tau_min: float = 0.0,
         alpha_lr: float = 1e-3,
         alpha_betas: tuple[float, float] = (0.5, 0.999),
         alpha_weight_decay: float = 1e-3,
@@ -184,6 +186,7 @@ class LightNAS(Searcher):
         self.paper_alpha_steps = paper_alpha_steps
         self.tau_max = tau_max
         self.tau_decay = tau_decay
+        self.tau_min = tau_min
         self.alpha_lr = alpha_lr
         self.alpha_betas = alpha_betas
         self.alpha_weight_decay = alpha_weight_decay
@@ -213,7 +216,8 @@ class LightNAS(Searcher):
 
     def tau(self, paper_epoch: float) -> float:
         """Gumbel temperature at ``paper_epoch`` (``tau_max`` during the freeze)."""
-        return self.tau_max * math.exp(-self.tau_decay * max(paper_epoch - PAPER_EPOCHS * self.freeze_fraction, 0.0))
+        decayed = self.tau_max * math.exp(-self.tau_decay * max(paper_epoch - PAPER_EPOCHS * self.freeze_fraction, 0.0))
+        return max(decayed, self.tau_min)
 
     def alpha_lr_at(self, paper_epoch: float) -> float:
         """α learning rate at ``paper_epoch``: halved every ``alpha_lr_halving`` epochs after the freeze."""
@@ -332,7 +336,7 @@ class LightNAS(Searcher):
             if not freeze:
                 lats, ces = [], []
                 for x, y in task.batches("arch", self.batch_size, generator=gen):
-                    ce, lam, lat_now = self._alpha_step(net, latency, alpha, a_opt, x, y, tau, lam, target, eta,
+                    ce, lam, lat_now = self.alpha_step(net, latency, alpha, a_opt, x, y, tau, lam, target, eta,
                                                         mask_t, gen)
                     step = len(lat_trace)
                     lam_trace.append(lam)
@@ -384,7 +388,7 @@ class LightNAS(Searcher):
                     idx = order[torch.arange(order.shape[0]), j % n_legal].numpy()
                     loss = F.cross_entropy(net(x, idx), y, label_smoothing=self.label_smoothing)
                     loss.backward()
-                    total += float(loss)
+                    total += float(loss.detach())
                 losses.append(total / int(n_legal.max()))
             else:
                 idx = keys.argmax(-1).numpy()  # the hard Gumbel sample's one-hot (τ does not move the argmax)
@@ -396,7 +400,7 @@ class LightNAS(Searcher):
             opt.step()
         return float(np.mean(losses)) if losses else float("nan")
 
-    def _alpha_step(self, net: Any, lat: Any, alpha: Tensor, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
+    def alpha_step(self, net: Any, lat: Any, alpha: Tensor, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
                     tau: float, lam: float, target: float, eta: float, mask: Tensor,
                     gen: torch.Generator) -> tuple[float, float, float]:
         """One α step: ``CE + λ·(LAT(P̄)/T − 1)`` at the hard Gumbel sample, then λ ascent at argmax α.
@@ -417,7 +421,7 @@ class LightNAS(Searcher):
         idx = _argmax(alpha, mask)
         lat_now = float(lat.score(idx[None])[0])
         lam = objectives.update_lambda(lam, lat_now, target_ms=target, lr=eta, truncate=self.truncate)
-        return float(ce), lam, lat_now
+        return float(ce.detach()), lam, lat_now
 
     def alpha_loss_terms(self, net: Any, lat: Any, alpha: Tensor, x: Tensor, y: Tensor, tau: float,
                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:

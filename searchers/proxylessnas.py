@@ -356,6 +356,7 @@ class ProxylessNAS(Searcher):
         self.skip_column_ = space.candidates.index("skip") if "skip" in space.candidates else -1
         self.baseline_: float | None = None
         self._arch_batches = _endless(task, "arch", self.batch_size, gen)
+        self._probs: Tensor | None = None
 
         total = self._total_steps(budget, task, net)
         warm = int(round(total * self.warmup_fraction))
@@ -427,9 +428,10 @@ class ProxylessNAS(Searcher):
 
     def _weight_step(self, net: Any, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> float:
         """One SGD step on a path sampled from ``p`` (``reset_binary_gates`` with MODE None)."""
-        with torch.no_grad():
-            probs = self.latency_.masked_softmax(self._alpha())
-        idx = sample_paths(probs, 1, self.generator_)[0].numpy()
+        if self._probs is None:  # α moved since the last sample
+            with torch.no_grad():
+                self._probs = self.latency_.masked_softmax(self._alpha())
+        idx = sample_paths(self._probs, 1, self.generator_)[0].numpy()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x, idx), y, label_smoothing=self.label_smoothing)
         loss.backward()
@@ -437,15 +439,20 @@ class ProxylessNAS(Searcher):
         return float(loss.detach())
 
     # -- one architecture update --------------------------------------------------
-    def arch_step(self, x: Tensor, y: Tensor) -> dict:
-        """One BinaryConnect α update on the batch ``(x, y)`` (``gradient_step``); the fitted state moves.
+    def arch_gradient(self, x: Tensor, y: Tensor) -> tuple[list[Tensor | None], dict]:
+        """The α gradient of one BinaryConnect step on ``(x, y)`` (``gradient_step`` up to the optimizer).
+
+        Samples the binary gates (one path per layer, or a pair in mode ``two``),
+        runs the supernet with ``compute="all"`` so ``∂L/∂g_j`` exists for every
+        candidate, and returns per layer the latency term's exact gradient plus
+        Eq. 4 (or its two-path form); ``None`` for a layer whose sampled op is ``skip``.
 
         Returns
         -------
-        dict
-            ``loss``, ``expected_ms`` (E before the step), ``active`` (int ``[L]``),
-            ``pair`` (int ``[L, 2]`` in mode ``two``, else None), ``updated`` (bool ``[L]``:
-            layers whose sampled op was not ``skip``).
+        grads : list of Tensor ``[K]`` or None
+        info : dict
+            ``loss``, ``expected_ms`` (E at the current α), ``active`` (int ``[L]``), ``pair``
+            (int ``[L, 2]`` in mode ``two``, else None), ``updated`` (bool ``[L]``), ``gate_grad`` ``[L, K]``.
         """
         lat, net = self.latency_, self.supernet_
         gen = self.generator_
@@ -455,10 +462,11 @@ class ProxylessNAS(Searcher):
         L = pd.shape[0]
         pair = None
         if self.mode == "two":
-            pair = torch.multinomial(pd, 2, replacement=False, generator=gen)  # [L, 2]
-            ps = alpha.detach().gather(1, pair).softmax(-1)
+            drawn = torch.multinomial(pd, 2, replacement=False, generator=gen)  # [L, 2]
+            ps = alpha.detach().gather(1, drawn).softmax(-1)
             c = torch.multinomial(ps, 1, generator=gen)[:, 0]
-            pair = torch.stack([pair[torch.arange(L), c], pair[torch.arange(L), 1 - c]], 1)
+            rows_i = torch.arange(L)
+            pair = torch.stack([drawn[rows_i, c], drawn[rows_i, 1 - c]], 1)  # [active, inactive]
             active = pair[:, 0]
         else:
             active = sample_paths(pd, 1, gen)[0]
@@ -470,23 +478,37 @@ class ProxylessNAS(Searcher):
         rows = list(self.rows_)
         grads = torch.autograd.grad(loss, [gates, *rows], allow_unused=True)
         gate_grad = grads[0].to(torch.float64)
-        old = alpha.detach().clone()
-        bc = eq4_alpha_grad(gate_grad, pd) if pair is None else two_mode_alpha_grad(gate_grad, old, pair)
+        bc = eq4_alpha_grad(gate_grad, pd) if pair is None else two_mode_alpha_grad(gate_grad, alpha, pair)
         updated = (active != self.skip_column_).numpy()
-        for l, (row, g) in enumerate(zip(rows, grads[1:])):
-            # a sampled Zero (skip) drops the whole α gradient of that layer (AP_path_alpha.grad = None)
-            row.grad = ((g if g is not None else torch.zeros_like(row)) + bc[l]) if updated[l] else None
+        # a sampled Zero (skip) drops the whole α gradient of that layer (AP_path_alpha.grad = None)
+        out = [((g if g is not None else torch.zeros_like(row)) + bc[l]) if updated[l] else None
+               for l, (row, g) in enumerate(zip(rows, grads[1:]))]
+        info = {"loss": float(loss.detach()), "expected_ms": float(e_ms.detach()), "active": active.numpy(),
+                "pair": None if pair is None else pair.numpy(), "updated": updated, "gate_grad": gate_grad}
+        return out, info
+
+    def arch_step(self, x: Tensor, y: Tensor) -> dict:
+        """One α update on ``(x, y)``: :meth:`arch_gradient`, an Adam step, and in mode ``two`` the rescale.
+
+        Returns the ``info`` dict of :meth:`arch_gradient`.
+        """
+        rows = list(self.rows_)
+        old = self._alpha().detach().clone()
+        grads, info = self.arch_gradient(x, y)
+        for row, g in zip(rows, grads):
+            row.grad = g
         self.arch_optimizer_.step()
-        if pair is not None:
+        self._probs = None
+        if info["pair"] is not None:
+            pair = torch.as_tensor(info["pair"])
             with torch.no_grad():
                 shifted = rescale_pair(self._alpha(), old, pair)
                 for l, row in enumerate(rows):
-                    if updated[l]:
+                    if info["updated"][l]:
                         row.copy_(shifted[l])
         for row in rows:
             row.grad = None
-        return {"loss": float(loss.detach()), "expected_ms": float(e_ms.detach()), "active": active.numpy(),
-                "pair": None if pair is None else pair.numpy(), "updated": updated}
+        return info
 
     def rl_step(self, x: Tensor, y: Tensor) -> dict:
         """One REINFORCE update (``rl_update_step``) on the validation batch ``(x, y)``.
@@ -514,6 +536,7 @@ class ProxylessNAS(Searcher):
         self.arch_optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         self.arch_optimizer_.step()
+        self._probs = None
         return {"rewards": np.asarray(rewards, dtype=np.float64), "mean_reward": mean, "baseline": self.baseline_,
                 "latency_ms": lat_ms, "paths": paths.numpy()}
 

@@ -283,6 +283,11 @@ class SearchRecord:
     best: Candidate | None = None
 
 
+#: Proposals drawn and priced together (the released ``stack_random_cand(batchsize=10)``).
+PROPOSAL_BATCH = 10
+Proposal = tuple  # (indices int [L], parents tuple, fired tuple)
+
+
 class _Pool:
     """Bookkeeping of one search: the hard constraint first, then at most one evaluation per candidate."""
 
@@ -292,22 +297,42 @@ class _Pool:
         self.evaluated: list[Candidate] = []
         self.rejected = self.duplicates = self.invalid = 0
 
-    def offer(self, idx: np.ndarray, origin: str, generation: int, parents=(), fired=()) -> Candidate | None:
-        key = tuple(int(i) for i in idx)
-        if key in self.seen:
-            self.duplicates += 1
-            return None
-        if not valid_indices(self.space, idx):
-            self.invalid += 1
-            return None
-        c = float(self.cost.score(idx[None, :])[0])
-        if c > self.limit:  # hard constraint, before any evaluation
-            self.rejected += 1
-            return None
-        cand = Candidate(key, c, float(self.fitness(idx)), origin, tuple(parents), tuple(fired), generation)
-        self.seen[key] = cand
-        self.evaluated.append(cand)
-        return cand
+    def run(self, make: Callable[[], Proposal], quota: int, max_tries: int, origin: str,
+            generation: int) -> list[Candidate]:
+        """Offer proposals from ``make`` until ``quota`` are evaluated or ``max_tries`` were offered.
+
+        Proposals come in batches of :data:`PROPOSAL_BATCH`, priced by one
+        ``score`` call; each is then checked in order: a duplicate is skipped,
+        an invalid one counted, one over the limit rejected **before** any
+        evaluation, the rest evaluated once. Leftovers of the last batch are
+        dropped, as the released generator's are.
+        """
+        out: list[Candidate] = []
+        tries = 0
+        while len(out) < quota and tries < max_tries:
+            batch = [make() for _ in range(min(PROPOSAL_BATCH, max_tries - tries))]
+            keys = [tuple(int(i) for i in b[0]) for b in batch]
+            fresh = [k not in self.seen and valid_indices(self.space, b[0]) for k, b in zip(keys, batch)]
+            costs = np.full(len(batch), np.nan)
+            if any(fresh):
+                costs[np.array(fresh)] = self.cost.score(np.stack([b[0] for b, f in zip(batch, fresh) if f]))
+            for (idx, parents, fired), key, c in zip(batch, keys, costs):
+                if len(out) >= quota:
+                    break
+                tries += 1
+                if key in self.seen:
+                    self.duplicates += 1
+                elif np.isnan(c):
+                    self.invalid += 1
+                elif c > self.limit:  # hard constraint, before any evaluation
+                    self.rejected += 1
+                else:
+                    cand = Candidate(key, float(c), float(self.fitness(idx)), origin, tuple(parents),
+                                     tuple(bool(f) for f in fired), generation)
+                    self.seen[key] = cand
+                    self.evaluated.append(cand)
+                    out.append(cand)
+        return out
 
 
 # -- the searcher ---------------------------------------------------------------------------------
@@ -682,46 +707,31 @@ class SPOS(Searcher):
         topk: list[Candidate] = []
         best_curve, mean_curve, rows = [], [], []
 
+        def random_one() -> Proposal:
+            return uniform_indices(self.space_, rng, 1)[0], (), ()
+
         def fill_random(cands: list[Candidate], generation: int) -> None:
-            tries = 0
-            while len(cands) < self.population:
-                tries += 1
-                if tries > 1000 * self.population:
-                    raise SearchError(
-                        f"only {len(cands)} of {self.population} random architectures met {c.kind} <= "
-                        f"{c.limit_in_cost_units:g} in {tries - 1} draws; raise the limit"
-                    )
-                new = pool.offer(uniform_indices(self.space_, rng, 1)[0], "random", generation)
-                if new is not None:
-                    cands.append(new)
+            need = self.population - len(cands)
+            cands += pool.run(random_one, need, 1000 * self.population, "random", generation)
+            if len(cands) < self.population:
+                raise SearchError(
+                    f"only {len(cands)} of {self.population} random architectures met {c.kind} <= "
+                    f"{c.limit_in_cost_units:g} in {1000 * self.population} draws; raise the limit"
+                )
 
-        def mutate(generation: int) -> list[Candidate]:
-            out: list[Candidate] = []
-            for _ in range(self.mutations * 10):
-                if len(out) >= self.mutations:
-                    break
-                parent = np.array(topk[int(rng.integers(len(topk)))].indices)
-                fired = rng.random(L) < self.m_prob
-                child = parent.copy()
-                for layer in np.flatnonzero(fired):  # may redraw the same value, as released
-                    child[layer] = cols[layer][rng.integers(len(cols[layer]))]
-                new = pool.offer(child, "mutation", generation, (tuple(parent.tolist()),), fired.tolist())
-                if new is not None:
-                    out.append(new)
-            return out
+        def mutant() -> Proposal:
+            parent = np.array(topk[int(rng.integers(len(topk)))].indices)
+            fired = rng.random(L) < self.m_prob
+            child = parent.copy()
+            for layer in np.flatnonzero(fired):  # may redraw the same value, as released
+                child[layer] = cols[layer][rng.integers(len(cols[layer]))]
+            return child, (tuple(parent.tolist()),), tuple(fired.tolist())
 
-        def crossover(generation: int) -> list[Candidate]:
-            out: list[Candidate] = []
-            for _ in range(self.crossovers * 10):
-                if len(out) >= self.crossovers:
-                    break
-                p1 = np.array(topk[int(rng.integers(len(topk)))].indices)
-                p2 = np.array(topk[int(rng.integers(len(topk)))].indices)
-                child = np.where(rng.random(L) < 0.5, p1, p2)  # uniform crossover, per gene
-                new = pool.offer(child, "crossover", generation, (tuple(p1.tolist()), tuple(p2.tolist())))
-                if new is not None:
-                    out.append(new)
-            return out
+        def crossed() -> Proposal:
+            p1 = np.array(topk[int(rng.integers(len(topk)))].indices)
+            p2 = np.array(topk[int(rng.integers(len(topk)))].indices)
+            child = np.where(rng.random(L) < 0.5, p1, p2)  # uniform crossover, per gene
+            return child, (tuple(p1.tolist()), tuple(p2.tolist())), ()
 
         def update(cands: list[Candidate]) -> list[Candidate]:
             return sorted(topk + cands, key=lambda k: -k.fitness)[: self.select]  # stable: ties keep the elder
@@ -733,7 +743,8 @@ class SPOS(Searcher):
             best_curve.append(topk[0].fitness)
             mean_curve.append(float(np.mean([k.fitness for k in topk])))
             rows.append(self._generation_row(g, topk, pool, c))
-            candidates = mutate(g + 1) + crossover(g + 1)
+            candidates = pool.run(mutant, self.mutations, 10 * self.mutations, "mutation", g + 1)
+            candidates += pool.run(crossed, self.crossovers, 10 * self.crossovers, "crossover", g + 1)
             fill_random(candidates, g + 1)
         # the released loop evaluates the last generation's children and never ranks them; rank them too
         topk = update(candidates)
@@ -761,25 +772,20 @@ class SPOS(Searcher):
             evaluations = len(same[-1].evaluated) if same else self.population * (self.generations + 1)
         pool = _Pool(self.space_, self._cost(c), c.limit_in_cost_units, self.fitness)
         rng = np.random.default_rng([self.seed_, 3])
-        best: Candidate | None = None
+        found = pool.run(lambda: (uniform_indices(self.space_, rng, 1)[0], (), ()), evaluations,
+                         1000 * evaluations, "random", 0)
+        if len(found) < evaluations:
+            raise SearchError(f"random search found only {len(found)} architectures under the limit")
+        best: Candidate = found[0]
         rows, curve = [], []
-        draws = 0
-        while len(pool.evaluated) < evaluations:
-            draws += 1
-            if draws > 1000 * evaluations:
-                raise SearchError(f"random search found only {len(pool.evaluated)} architectures under the limit")
-            new = pool.offer(uniform_indices(self.space_, rng, 1)[0], "random", 0)
-            if new is None:
-                continue
-            if best is None or new.fitness > best.fitness:
-                best = new
-            n = len(pool.evaluated)
+        for n, cand in enumerate(found, 1):
+            if cand.fitness > best.fitness:
+                best = cand
             if n % self.population == 0 or n == evaluations:
                 curve.append(best.fitness)
-                rows.append({
-                    "phase": "random", "evaluated": n, "best_fitness": best.fitness, "rejected": pool.rejected,
-                    "duplicates": pool.duplicates, "best_arch": self._text(best.indices), "best_cost": best.cost,
-                })
+                rows.append({"phase": "random", "evaluated": n, "best_fitness": best.fitness,
+                             "best_arch": self._text(best.indices), "best_cost": best.cost})
+        rows[-1].update(rejected=pool.rejected, duplicates=pool.duplicates)
         record = SearchRecord("random", c, pool.evaluated, pool.rejected, pool.duplicates, pool.invalid,
                               curve, [], best)
         self.searches_.append(record)

@@ -58,6 +58,7 @@ only the latency side of depth and widths acts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -71,8 +72,14 @@ from torch import Tensor, nn
 from hwprof.errors import HwprofError
 from hwprof.latency import gumbel_softmax
 from hwprof.spaces.modules import build_op
-from searchers.base import Budget, SearchError, Searcher, SearchResult, require_latency
-from searchers.supernet import IllegalOp, SuperNet, accuracy, proxy_choice_ops, recalibrate_bn
+from searchers.base import Budget, Searcher, SearchError, SearchResult, require_latency
+from searchers.supernet import (
+    IllegalOp,
+    SuperNet,
+    accuracy,
+    proxy_choice_ops,
+    recalibrate_bn,
+)
 
 #: The released schedule: 90 epochs, the first 10 without α (weights only).
 PAPER_EPOCHS = 90
@@ -355,7 +362,7 @@ class ElasticSuperNet(nn.Module):
                 _, hi = space.mid_range(g, cand)
                 pmax = max(int(round(spec.mid * hi / default_real)), spec.mid)
                 self.real_max[g.index, k], self.proxy_max[g.index, k] = hi, pmax
-                ops.append(ElasticMBConv(spec.__class__(**{**spec.__dict__, "mid": pmax}), spec.mid))
+                ops.append(ElasticMBConv(dataclasses.replace(spec, mid=pmax), spec.mid))
             layers.append(ElasticLayer(ops))
         self.layers = nn.ModuleList(layers)
 
@@ -733,7 +740,7 @@ class TFNAS(Searcher):
                 if not res.reachable:
                     row["note"] = res.message
             arch = self._arch_text(choices)
-            row.update(arch=arch, latency_ms=float(latency.arch_latency(arch)))
+            row.update(arch=arch, latency_ms=float(latency.arch_latency(arch)), seconds=self._elapsed())
             self.trace_.append(row)
             if callback is not None:
                 callback(dict(row))
@@ -954,14 +961,14 @@ def _mean(xs: Sequence[float]) -> float | None:
 
 
 __all__ = [
-    "ElasticMBConv",
-    "ElasticSuperNet",
     "OBJECTIVES",
     "PAPER_EPOCHS",
     "PAPER_WARMUP_EPOCHS",
     "PROXY_EPOCHS",
-    "ScalingResult",
     "TFNAS",
+    "ElasticMBConv",
+    "ElasticSuperNet",
+    "ScalingResult",
     "elasticity_scaling",
     "l1_channel_order",
 ]

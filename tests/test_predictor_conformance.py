@@ -70,8 +70,11 @@ class Problem:
 
 
 @pytest.fixture(scope="module")
-def problem() -> Problem:
-    return Problem()
+def problem(tmp_path_factory) -> Problem:
+    p = Problem()
+    folder = tmp_path_factory.mktemp("priors")
+    p.prior_paths = [prior.save(folder / f"prior{i}.json") for i, prior in enumerate(p.priors())]
+    return p
 
 
 #: kind → extra constructor parameters (fast settings and required inputs). Every kind needs an entry.
@@ -81,7 +84,7 @@ EXTRA_PARAMS: dict[str, Callable[[Problem], dict[str, Any]]] = {
     "ridge": lambda p: {},
     "mlp": lambda p: {"epochs": 20, "hidden": (16, 8)},
     "gbdt": lambda p: {"n_estimators": 15},
-    "transfer": lambda p: {"priors": p.priors()},
+    "transfer": lambda p: {"priors": p.prior_paths},  # files, as the CLI passes them
     "auto": lambda p: {"kinds": ("ridge", "lut-calibrated"), "table": p.table()},
 }
 
@@ -177,20 +180,31 @@ def test_get_params_set_params_clone(kind, problem):
         est.set_params(nope=1)
 
 
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"lut"}))  # the plain LUT ignores y
+def test_refuses_nan_targets_with_a_clear_error(kind, problem):
+    y_nan = problem.ytr.copy()
+    y_nan[7] = np.nan
+    with pytest.raises(PredictorError, match="finite and positive"):
+        _make(kind, problem).fit(problem.Xtr, y_nan)
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_refuses_nan_with_a_clear_error(kind, problem):
+def test_refuses_nan_inputs_with_a_clear_error(kind, problem):
     X_nan = problem.Xtr.copy()
     X_nan[3, 5] = np.nan
     with pytest.raises(PredictorError, match="(?i)nan|finite"):
         _make(kind, problem).fit(X_nan, problem.ytr)
-    y_nan = problem.ytr.copy()
-    y_nan[7] = np.nan
-    if kind != "lut":  # the plain LUT ignores y
-        with pytest.raises(PredictorError, match="(?i)nan|finite"):
-            _make(kind, problem).fit(problem.Xtr, y_nan)
     est = _make(kind, problem).fit(problem.Xtr, problem.ytr)
+    X_nan = problem.Xte.copy()
+    X_nan[0, 0] = np.nan
     with pytest.raises(PredictorError, match="(?i)nan|finite"):
-        est.predict(np.where(np.arange(problem.Xte.shape[1]) == 0, np.nan, problem.Xte))
+        est.predict(X_nan)
+
+
+def test_clone_of_transfer_with_in_memory_priors_fits(problem):
+    """A clone shares the fitted priors (``TransferPredictor.__sklearn_clone__``), so it can fit."""
+    est = make_predictor("transfer", space=SPACE, device="synthetic", priors=problem.priors())
+    clone(est).fit(problem.Xtr, problem.ytr)
 
 
 def test_unknown_kind_is_refused_naming_the_registry():

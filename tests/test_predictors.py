@@ -94,7 +94,8 @@ def test_learned_kinds_predict_at_the_latest_speed_of_a_drifting_device(help_dat
     avg = make_predictor(kind, space="fbnet-c100", recent=0.0, **FAST[kind]).fit(Xtr, ytr * drift)
     m_now, m_avg = metrics(yte * 1.03, now.predict(Xte)), metrics(yte * 1.03, avg.predict(Xte))
     assert m_avg.mape > 0.02  # the campaign's average speed is 3% off today's
-    assert m_now.mape < 0.6 * m_avg.mape and m_now.within_5 > m_avg.within_5 + 0.1
+    # ±5 % share: 10 points better, or half the headroom where the average model already has most within 5 %
+    assert m_now.mape < 0.6 * m_avg.mape and m_now.within_5 > m_avg.within_5 + min(0.1, 0.5 * (1 - m_avg.within_5))
 
 
 def test_gbdt_tree_arrays_reproduce_sklearn(help_data):

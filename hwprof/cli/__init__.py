@@ -41,7 +41,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 #: Command-group modules, each with ``register(app)``.
-GROUPS = ("catalog", "measure", "tables", "predict", "android")
+GROUPS = ("catalog", "measure", "tables", "predict", "android", "search")
 
 
 def report_error(exc: HwprofError) -> None:

@@ -13,7 +13,11 @@ def devices() -> None:
     """List device configs: built-in and user ones, one line each."""
     from hwprof.devices import config_files, open_device, parse_config
 
-    table = Table("device", "backend", "batch", "threads", "status", "description", "config")
+    table = Table()
+    for col in ("device", "backend"):
+        table.add_column(col, no_wrap=True)
+    for col in ("batch", "threads", "status", "description", "config"):
+        table.add_column(col, overflow="fold" if col != "status" else "ellipsis", max_width=None if col != "status" else 24)
     for name, path in sorted(config_files().items()):
         try:
             c = parse_config(path)

@@ -25,17 +25,6 @@ def describe_file(path: str | Path) -> dict[str, str]:
     return {"path": str(path), "name": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def file_kind(path: str | Path) -> str:
-    """``"table"``, ``"predictor"`` or a published format name (see :data:`hwprof.tables.formats.FORMATS`).
-
-    Raises
-    ------
-    ConfigError
-        When the file does not exist or is none of these.
-    """
-    return _identify(Path(path))[0]
-
-
 def load_source(path: str | Path) -> Any:
     """The :class:`~hwprof.tables.LatencyTable` or fitted predictor that ``path`` holds.
 

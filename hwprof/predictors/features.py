@@ -38,6 +38,9 @@ def check_one_hot(space: Space, X) -> np.ndarray:
             f"expected a one-hot matrix [N, {width}] of space {space.name} "
             f"({space.num_layers} layers × {space.max_choices} candidates, layer-major), got shape {X.shape}"
         )
+    if not np.isfinite(X).all():
+        bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        raise PredictorError(f"row {bad} of the input holds NaN or infinity; features must be finite")
     return X
 
 

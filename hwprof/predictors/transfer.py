@@ -86,6 +86,10 @@ class TransferPredictor(Predictor):
         self.top_k = top_k
         self.shape_correction = shape_correction
 
+    def __sklearn_clone__(self) -> TransferPredictor:
+        # The priors are fitted models of other devices: a clone shares them instead of un-fitting them.
+        return type(self)(**self.get_params(deep=False))
+
     def _load_priors(self) -> list[Predictor]:
         from hwprof.predictors import load_predictor
 

@@ -158,13 +158,20 @@ class LatencyTable:
         return float(self.constant_ms)
 
     def arch_latency(self, space: Space, arch: Arch | str) -> float:
-        """LUT sum of ``arch`` plus the fixed layers, in ms."""
+        """LUT sum of ``arch`` plus the fixed layers, in ms: its cells of :meth:`matrix`.
+
+        A layer with an ``@width`` is priced by the entry of its op at that width.
+        """
         arch = space.parse(arch) if isinstance(arch, str) else arch
         space.validate(arch)
-        geoms = space.geometry(arch.resolution)
-        widths = arch.widths or (None,) * len(geoms)
-        body = sum(self._cell(space, g, c, w) for g, c, w in zip(geoms, arch.choices, widths))
-        return float(body + self.fixed_ms(space, arch.resolution))
+        values, _, constant_ms = self.matrix(space, arch.resolution)
+        cells = values[np.arange(space.num_layers), space.indices(arch)].tolist()
+        if arch.widths is not None:
+            geoms = space.geometry(arch.resolution)
+            for layer, (cand, width) in enumerate(zip(arch.choices, arch.widths)):
+                if width is not None:
+                    cells[layer] = self._cell(space, geoms[layer], cand, width)
+        return float(sum(cells) + constant_ms)
 
     def matrix(self, space: Space, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """The ``[L, K]`` view of ``space``.
