@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 hook = getattr(loaded[name], "add_arguments", None)
                 if callable(hook):
                     hook(parser)
-            except Exception as exc:  # report it below, keep the others
+            except Exception as exc:  # noqa: BLE001 (reported below; the others still run)
                 loaded[name] = exc
     args = parser.parse_args(argv)
     args.data = REPO / "data"
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise loaded[name]  # type: ignore[misc]
             else:
                 loaded[name].run(args)  # type: ignore[union-attr]
-        except Exception:
+        except Exception:  # noqa: BLE001 (reported; the others still run)
             failed.append(name)
             traceback.print_exc()
         print(f"--- {name}: {time.perf_counter() - t:.1f} s wall", flush=True)

@@ -171,6 +171,7 @@ def proxy(lat: Any, epochs: int | None, seed: int, quick: bool) -> None:
     for target, obj, bi in runs:
         s = TFNAS(objective=obj, bi_sampling=bi)
         t0 = time.perf_counter()
+        c0 = time.process_time()
 
         def show(row: dict, t0: float = t0) -> None:
             exp = row.get("expected_latency_ms")
@@ -187,25 +188,26 @@ def proxy(lat: Any, epochs: int | None, seed: int, quick: bool) -> None:
         print(f"\n  T = {target:g} ms, objective {obj}, bi-sampling {'on' if bi else 'off'}")
         r = s.fit_search(task, space, lat, target_ms=target, budget=budget, seed=seed, callback=show)
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         in_range = 0.99 * target <= r.latency_ms <= target
         p = r.proxy
         print(f"  → {r.arch}")
         print(f"  → {r.summary()}; in [0.99·T, T]: {in_range}; last scaling reachable: {p.get('last_reachable')}; "
               f"{p['weight_steps']} weight steps, {p['alpha_steps']} α steps, {wall / max(p['weight_steps'], 1):.2f} s "
-              f"per weight step (α steps included)")
+              f"per weight step (α steps included); {cpu:.0f} s CPU, load {os.getloadavg()[0]:.1f}")
         if not deviations_shown:
             print("  deviations: " + "\n              ".join(r.deviations))
             deviations_shown = True
-        summary.append((target, obj, bi, r, wall, in_range))
+        summary.append((target, obj, bi, r, wall, cpu, in_range))
     print("\n  summary")
     print(f"  {'T':>5} {'obj':>5} {'bi':>3} {'latency':>8} {'err %':>7} {'in range':>8} {'reach':>5} {'acc %':>6} "
-          f"{'trained':>7} {'gumbel':>7} {'derived':>7} {'wall s':>7}")
-    for target, obj, bi, r, wall, in_range in summary:
+          f"{'trained':>7} {'gumbel':>7} {'derived':>7} {'wall s':>7} {'CPU s':>6}")
+    for target, obj, bi, r, wall, cpu, in_range in summary:
         p = r.proxy
         f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"  {target:5.0f} {obj:>5} {'on' if bi else 'off':>3} {r.latency_ms:8.3f} {100 * r.error:+7.2f} "
               f"{in_range!s:>8} {p.get('last_reachable')!s:>5} {100 * p['test_accuracy']:6.1f} "
-              f"{f(p['collapse_trained']):>7} {f(p['collapse_gumbel']):>7} {f(p['collapse_derived']):>7} {wall:7.1f}")
+              f"{f(p['collapse_trained']):>7} {f(p['collapse_gumbel']):>7} {f(p['collapse_derived']):>7} {wall:7.1f} {cpu:6.1f}")
     print("  collapse = share of the most frequent op in two middle layers (layers 8, 9) after the warm-up: "
           "'trained' over both weight-step paths, 'gumbel' over path 1, 'derived' over the per-epoch argmax")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from searchers.base import Budget, SearchError, Searcher, SearchResult
+from searchers.base import Budget, Searcher, SearchError, SearchResult
 
 GROUP = "hwprof.searchers"
 _CLASS_ATTRS = ("name", "paper", "default_space", "latency_kinds")
@@ -42,7 +42,9 @@ def check_searcher(cls: Any, entry_point: str) -> type:
     """
     where = f"searcher plugin {entry_point!r} ({GROUP})"
     if not isinstance(cls, type):
-        raise SearchError(f"{where} is a {type(cls).__name__}, not a class; point the entry point at the searcher class")
+        raise SearchError(
+            f"{where} is a {type(cls).__name__}, not a class; point the entry point at the searcher class"
+        )
     missing = [a for a in _CLASS_ATTRS if not getattr(cls, a, None)]
     missing += [f"{m}()" for m in _METHODS if not callable(getattr(cls, m, None))]
     if missing:

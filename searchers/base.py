@@ -187,9 +187,10 @@ class SearchResult:
 
     def summary(self) -> str:
         """One line for people: latency vs target, the model, proxy accuracy, wall time."""
-        parts = [f"latency {self.latency_ms:.2f} ms"]
+        unit = self.latency_source.get("unit", "ms")
+        parts = [f"latency {self.latency_ms:.2f} {unit}"]
         if self.target_ms:
-            parts[0] += f" (target {self.target_ms:.2f} ms, {100 * self.error:+.2f} %)"
+            parts[0] += f" (target {self.target_ms:.2f} {unit}, {100 * self.error:+.2f} %)"
         if self.constraint and self.constraint.get("kind") == "flops":
             parts.append(f"{self.macs / 1e6:.1f} M MACs (limit {self.constraint['limit'] / 1e6:.1f} M)")
         parts[0] += f" by {self.latency_source.get('name', self.latency_source.get('kind', 'model'))}"

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -141,8 +141,8 @@ def _stratified_split(y: np.ndarray, seed: int) -> list[np.ndarray]:
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         n = len(idx)
-        n_w = int(round(SPLIT_FRACTIONS[0] * n))
-        n_a = int(round(SPLIT_FRACTIONS[1] * n))
+        n_w = round(SPLIT_FRACTIONS[0] * n)
+        n_a = round(SPLIT_FRACTIONS[1] * n)
         for p, chunk in enumerate((idx[:n_w], idx[n_w : n_w + n_a], idx[n_w + n_a :])):
             parts[p].append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
@@ -214,7 +214,9 @@ def npz(path: str | Path, resolution: int | None = None, seed: int = 0) -> Task:
         raise ConfigError(f"{path}: x must be [N, C, H, W] with C 1 or 3 and H = W, got shape {x.shape}")
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
-        raise ConfigError(f"{path}: y must be non-negative integer labels [N] with N = {len(x)}, got {y.dtype} {y.shape}")
+        raise ConfigError(
+            f"{path}: y must be non-negative integer labels [N] with N = {len(x)}, got {y.dtype} {y.shape}"
+        )
     if len(y) < 5:
         raise ConfigError(f"{path}: {len(y)} images are too few for three splits")
     x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)

@@ -161,6 +161,7 @@ class LightNAS(Searcher):
         tau_max: float = 5.0,
         tau_decay: float = 0.1,
         tau_min: float = 0.0,
+        penalty_rho: float = 0.0,
         alpha_lr: float = 1e-3,
         alpha_betas: tuple[float, float] = (0.5, 0.999),
         alpha_weight_decay: float = 1e-3,
@@ -187,6 +188,7 @@ class LightNAS(Searcher):
         self.tau_max = tau_max
         self.tau_decay = tau_decay
         self.tau_min = tau_min
+        self.penalty_rho = penalty_rho
         self.alpha_lr = alpha_lr
         self.alpha_betas = alpha_betas
         self.alpha_weight_decay = alpha_weight_decay
@@ -394,7 +396,7 @@ class LightNAS(Searcher):
                 idx = keys.argmax(-1).numpy()  # the hard Gumbel sample's one-hot (τ does not move the argmax)
                 loss = F.cross_entropy(net(x, idx), y, label_smoothing=self.label_smoothing)
                 loss.backward()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
             opt.step()
@@ -415,6 +417,8 @@ class LightNAS(Searcher):
         """
         ce, lat_sample, _ = self.alpha_loss_terms(net, lat, alpha, x, y, tau, generator=gen)
         loss = ce + objectives.lagrangian(lat_sample, target_ms=target, lam=lam)
+        if self.penalty_rho:
+            loss = loss + 0.5 * self.penalty_rho * (lat_sample / target - 1) ** 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

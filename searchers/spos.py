@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hwprof.latency import macs_model
-from searchers.base import Budget, Searcher, SearchError, SearchResult, latency_source
+from searchers.base import Budget, Searcher, SearchError, SearchResult
 
 #: The paper's FLOPs bins for constraint sampling on the spos space, in MMACs (``train.py``).
 PAPER_BINS_MMACS: tuple[float, ...] = tuple(float(x) for x in range(290, 361, 10))
@@ -52,7 +53,7 @@ AUTO_BIN_SAMPLES = 10_000
 #: The paper's supernet schedule: 150 000 iterations at batch 1024 (≈ 120 ImageNet epochs).
 PAPER_ITERS = 150_000
 #: Epochs on the proxy when the budget names none (see ``deviations``).
-DEFAULT_EPOCHS = 40
+DEFAULT_EPOCHS = 20
 
 
 # -- cost and constraint --------------------------------------------------------------------------
@@ -297,42 +298,52 @@ class _Pool:
         self.evaluated: list[Candidate] = []
         self.rejected = self.duplicates = self.invalid = 0
 
-    def run(self, make: Callable[[], Proposal], quota: int, max_tries: int, origin: str,
-            generation: int) -> list[Candidate]:
-        """Offer proposals from ``make`` until ``quota`` are evaluated or ``max_tries`` were offered.
+    def run(self, make: Callable[[int], list[Proposal]], quota: int, max_tries: int, origin: str,
+            generation: int, batch: int = PROPOSAL_BATCH) -> list[Candidate]:
+        """Offer proposals from ``make(n)`` until ``quota`` are evaluated or ``max_tries`` were offered.
 
-        Proposals come in batches of :data:`PROPOSAL_BATCH`, priced by one
-        ``score`` call; each is then checked in order: a duplicate is skipped,
-        an invalid one counted, one over the limit rejected **before** any
-        evaluation, the rest evaluated once. Leftovers of the last batch are
-        dropped, as the released generator's are.
+        Proposals come in batches (:data:`PROPOSAL_BATCH` for the operators,
+        larger for iid random draws, where batching changes nothing but speed),
+        priced by one ``score`` call; each is then checked in order: a
+        duplicate is skipped, an invalid one counted, one over the limit
+        rejected **before** any evaluation, the rest evaluated once. Leftovers
+        of the last batch are dropped, as the released generator's are.
         """
         out: list[Candidate] = []
         tries = 0
+        L = self.space.num_layers
         while len(out) < quota and tries < max_tries:
-            batch = [make() for _ in range(min(PROPOSAL_BATCH, max_tries - tries))]
-            keys = [tuple(int(i) for i in b[0]) for b in batch]
-            fresh = [k not in self.seen and valid_indices(self.space, b[0]) for k, b in zip(keys, batch)]
-            costs = np.full(len(batch), np.nan)
-            if any(fresh):
-                costs[np.array(fresh)] = self.cost.score(np.stack([b[0] for b, f in zip(batch, fresh) if f]))
-            for (idx, parents, fired), key, c in zip(batch, keys, costs):
+            props = make(min(batch, max_tries - tries))
+            idx = np.stack([p[0] for p in props]).astype(np.int64, copy=False)
+            keys = [tuple(row) for row in idx.tolist()]
+            fresh = self.space.mask[np.arange(L), idx].all(1)
+            if self.space.skip == "depth":
+                fresh &= np.array([valid_indices(self.space, row) for row in idx])
+            fresh &= np.array([k not in self.seen for k in keys])
+            costs = np.full(len(props), np.nan)
+            if fresh.any():
+                costs[fresh] = self.cost.score(idx[fresh])
+            for (row, parents, fired), key, c, ok in zip(props, keys, costs, fresh):
                 if len(out) >= quota:
                     break
                 tries += 1
                 if key in self.seen:
                     self.duplicates += 1
-                elif np.isnan(c):
+                elif not ok:
                     self.invalid += 1
                 elif c > self.limit:  # hard constraint, before any evaluation
                     self.rejected += 1
                 else:
-                    cand = Candidate(key, float(c), float(self.fitness(idx)), origin, tuple(parents),
+                    cand = Candidate(key, float(c), float(self.fitness(row)), origin, tuple(parents),
                                      tuple(bool(f) for f in fired), generation)
                     self.seen[key] = cand
                     self.evaluated.append(cand)
                     out.append(cand)
         return out
+
+
+#: Random proposals priced per batch (iid draws: the batch size changes only the speed).
+RANDOM_BATCH = 256
 
 
 # -- the searcher ---------------------------------------------------------------------------------
@@ -352,8 +363,11 @@ class SPOS(Searcher):
     bin_timeout : int
         Draws per bin before an unconstrained draw (500).
     lr, momentum, weight_decay : float
-        SGD (0.5, 0.9, 4e-5; weight decay on conv/linear weights only, as released);
-        the learning rate decays linearly to 0 over the budget.
+        SGD (0.5, 0.9, 4e-5; weight decay on conv/linear weights only, as released).
+        ``lr`` is the rate at the paper's batch of 1024; the run uses
+        ``lr · batch_size / 1024`` (linear scaling: at the proxy's batch 64 the
+        unscaled 0.5 drives the supernet to a dead constant output within an
+        epoch) and decays it linearly to 0 over the budget.
     label_smoothing : float
         0.1.
     batch_size : int
@@ -367,7 +381,9 @@ class SPOS(Searcher):
     flops_limit : float
         Default constraint on the spos space, MACs (330e6).
     recal_images, recal_batch_size : int
-        BN recalibration images and batch (the released tester: 200 × 128 = 25 600).
+        BN recalibration images and batch (the released tester: 200 × 128 = 25 600;
+        the proxy default 256 keeps one evaluation near 0.1–0.5 s, the cost of
+        1050 evaluations per search).
 
     Attributes
     ----------
@@ -420,7 +436,7 @@ class SPOS(Searcher):
         crossovers: int = 25,
         m_prob: float = 0.1,
         flops_limit: float = 330e6,
-        recal_images: int = 25_600,
+        recal_images: int = 256,
         recal_batch_size: int = 128,
     ):
         self.sampling = sampling
@@ -513,9 +529,10 @@ class SPOS(Searcher):
         for pname, p in net.named_parameters():
             # released get_parameters(): weight decay on conv/linear weights only, not on BN or biases
             (decay if "weight" in pname and p.dim() > 1 else no_decay).append(p)
+        self.lr_ = self.lr * self.batch_size / 1024.0
         opt = torch.optim.SGD(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr, momentum=self.momentum,
+            lr=self.lr_, momentum=self.momentum,
         )
         per_epoch = task.steps_per_epoch("weights", self.batch_size)
         total = self._total_steps(budget, per_epoch)
@@ -532,7 +549,7 @@ class SPOS(Searcher):
                     done = True
                     break
                 for g in opt.param_groups:
-                    g["lr"] = self.lr * (1.0 - p)  # LambdaLR(1 - step / total_iters)
+                    g["lr"] = self.lr_ * (1.0 - p)  # LambdaLR(1 - step / total_iters)
                 idx = self._training_arch(rng)
                 net.train()
                 loss = F.cross_entropy(net(x, idx), y, label_smoothing=self.label_smoothing)
@@ -707,12 +724,12 @@ class SPOS(Searcher):
         topk: list[Candidate] = []
         best_curve, mean_curve, rows = [], [], []
 
-        def random_one() -> Proposal:
-            return uniform_indices(self.space_, rng, 1)[0], (), ()
+        def randoms(n: int) -> list[Proposal]:
+            return [(row, (), ()) for row in uniform_indices(self.space_, rng, n)]
 
         def fill_random(cands: list[Candidate], generation: int) -> None:
             need = self.population - len(cands)
-            cands += pool.run(random_one, need, 1000 * self.population, "random", generation)
+            cands += pool.run(randoms, need, 1000 * self.population, "random", generation, RANDOM_BATCH)
             if len(cands) < self.population:
                 raise SearchError(
                     f"only {len(cands)} of {self.population} random architectures met {c.kind} <= "
@@ -743,8 +760,10 @@ class SPOS(Searcher):
             best_curve.append(topk[0].fitness)
             mean_curve.append(float(np.mean([k.fitness for k in topk])))
             rows.append(self._generation_row(g, topk, pool, c))
-            candidates = pool.run(mutant, self.mutations, 10 * self.mutations, "mutation", g + 1)
-            candidates += pool.run(crossed, self.crossovers, 10 * self.crossovers, "crossover", g + 1)
+            candidates = pool.run(lambda n: [mutant() for _ in range(n)], self.mutations, 10 * self.mutations,
+                                  "mutation", g + 1)
+            candidates += pool.run(lambda n: [crossed() for _ in range(n)], self.crossovers, 10 * self.crossovers,
+                                   "crossover", g + 1)
             fill_random(candidates, g + 1)
         # the released loop evaluates the last generation's children and never ranks them; rank them too
         topk = update(candidates)
@@ -772,8 +791,8 @@ class SPOS(Searcher):
             evaluations = len(same[-1].evaluated) if same else self.population * (self.generations + 1)
         pool = _Pool(self.space_, self._cost(c), c.limit_in_cost_units, self.fitness)
         rng = np.random.default_rng([self.seed_, 3])
-        found = pool.run(lambda: (uniform_indices(self.space_, rng, 1)[0], (), ()), evaluations,
-                         1000 * evaluations, "random", 0)
+        found = pool.run(lambda n: [(row, (), ()) for row in uniform_indices(self.space_, rng, n)], evaluations,
+                         1000 * evaluations, "random", 0, RANDOM_BATCH)
         if len(found) < evaluations:
             raise SearchError(f"random search found only {len(found)} architectures under the limit")
         best: Candidate = found[0]
@@ -836,8 +855,9 @@ class SPOS(Searcher):
     def _deviations(self) -> list[str]:
         out = self.deviations_from_paper()
         out.append(
-            f"supernet trained {self.steps_} steps at batch {self.batch_size} on the proxy task "
-            f"(paper: {PAPER_ITERS} iterations at batch 1024 on ImageNet); the linear LR decay spans the budget"
+            f"supernet trained {self.steps_} steps at batch {self.batch_size}, lr {self.lr_:g} (= {self.lr:g} · "
+            f"{self.batch_size}/1024) on the proxy task (paper: {PAPER_ITERS} iterations at batch 1024, lr "
+            f"{self.lr:g}, on ImageNet); the linear LR decay spans the budget"
         )
         if getattr(self, "recal_images_used_", None) is not None and self.recal_images_used_ < self.recal_images:
             out.append(
@@ -855,6 +875,15 @@ class SPOS(Searcher):
 
 
 __all__ = [
-    "AUTO_BIN_SAMPLES", "Candidate", "Constraint", "ConstraintSampler", "N_AUTO_BINS", "PAPER_BINS_MMACS",
-    "SPOS", "SearchRecord", "auto_bin_edges", "uniform_indices", "valid_indices",
+    "AUTO_BIN_SAMPLES",
+    "N_AUTO_BINS",
+    "PAPER_BINS_MMACS",
+    "SPOS",
+    "Candidate",
+    "Constraint",
+    "ConstraintSampler",
+    "SearchRecord",
+    "auto_bin_edges",
+    "uniform_indices",
+    "valid_indices",
 ]

@@ -20,7 +20,8 @@ are not part of this supernet: every candidate runs at its default width.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ def proxy_choice_ops(space: Any, width_mult: float = 0.25, resolution: int = 32)
 class IllegalOp(nn.Identity):
     """Placeholder where the space has no candidate; calling it is an error."""
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         raise SpaceError("this layer has no such candidate (the space's mask is False here)")
 
 
@@ -124,7 +125,8 @@ class MixedLayer(nn.Module):
             return self._mixed(x, weights_row, compute)
         k = int(weights_row)
         if not (0 <= k < len(self.ops)) or not self.legal[k]:
-            raise SpaceError(f"candidate index {k} is not legal at this layer; legal: {np.flatnonzero(self.legal).tolist()}")
+            legal = np.flatnonzero(self.legal).tolist()
+            raise SpaceError(f"candidate index {k} is not legal at this layer; legal: {legal}")
         return self.ops[k](x)
 
     def _mixed(self, x: Tensor, w: Tensor, compute: str) -> Tensor:

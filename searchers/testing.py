@@ -23,8 +23,9 @@ that fits its default space, from the shipped files where they exist.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -96,7 +97,8 @@ class StandInSuperNet(nn.Module):
             return (weights * self._quality(weights)).sum((-1, -2))
         if isinstance(weights, np.ndarray) and weights.dtype.kind == "f":
             return self.score(torch.as_tensor(weights))
-        idx = torch.as_tensor(np.asarray(weights.detach().cpu() if isinstance(weights, Tensor) else weights), dtype=torch.int64)
+        raw = weights.detach().cpu() if isinstance(weights, Tensor) else weights
+        idx = torch.as_tensor(np.asarray(raw), dtype=torch.int64)
         if idx.shape != (self.num_layers,):
             raise SpaceError(f"a single path is {self.num_layers} candidate indices, got shape {tuple(idx.shape)}")
         if not self.mask[np.arange(self.num_layers), idx.numpy()].all():
@@ -379,33 +381,22 @@ def conformance_latency(searcher_cls: Any, space: Any = None) -> Any:
     kinds = tuple(getattr(searcher_cls, "latency_kinds", ()))
     data = _data_dir()
     if "single-path-runtime" in kinds and space.name == "spnas":
-        path = data / "single-path-nas" / "pixel1_runtime_model.json"
-        try:
-            return hwprof.latency_model(path, space=space)
-        except Exception:  # the one-call loader may not read this kind yet
-            from hwprof.latency import SinglePathRuntime
-
-            return SinglePathRuntime.from_json(path, space)
+        return hwprof.latency_model(data / "single-path-nas" / "pixel1_runtime_model.json", space=space)
     if space.name == "lightnas" and "width" not in kinds and "single-path-runtime" not in kinds:
-        path = data / "lightnas" / "latency_predictor.pth.tar"
-        if path.exists():
-            try:
-                return hwprof.latency_model(path, space=space)
-            except Exception:
-                pass  # fall back to the synthetic table below
+        return hwprof.latency_model(data / "lightnas" / "latency_predictor.pth.tar", space=space)
     return macs_table_model(space, width_curves="width" in kinds)
 
 
 __all__ = [
     "QUALITIES",
-    "RandomSearch",
     "TIMING_KEYS",
-    "conformance_target",
-    "is_timing_key",
-    "strip_timing",
+    "RandomSearch",
     "StandInSuperNet",
     "StandInTask",
     "cell_macs",
     "conformance_latency",
+    "conformance_target",
+    "is_timing_key",
     "macs_table_model",
+    "strip_timing",
 ]

@@ -85,7 +85,7 @@ from searchers.supernet import (
 PAPER_EPOCHS = 90
 PAPER_WARMUP_EPOCHS = 10
 #: Epochs of a proxy search at the default budget (≤ 5 min on a 2-core CPU at batch 32).
-PROXY_EPOCHS = 9
+PROXY_EPOCHS = 7
 OBJECTIVES = ("abs", "hinge")
 
 

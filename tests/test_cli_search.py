@@ -226,3 +226,22 @@ def test_search_with_every_registered_searcher(app, name, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     report = SearchResult.from_json(res.stdout)
     assert report.searcher == name and report.latency_ms == lat.arch_latency(report.arch)
+
+
+def test_search_on_the_digits_proxy(app, fake_registry, table_file) -> None:
+    res = _search(app, "--searcher", "random", "--latency", str(table_file), "--target-ms", "20",
+                  "--task", "digits", "--resolution", "16", "--set", "samples=2", "--budget", "1", "--format", "json")
+    assert res.exit_code == 0, res.output
+    report = SearchResult.from_json(res.stdout)
+    assert report.proxy["task"] == "digits" and report.proxy["resolution"] == 16
+    assert report.proxy["width_mult"] == 0.25 and report.proxy["classes"] == 10
+    assert report.hyperparameters["samples"] == 2
+
+
+def test_commands_are_in_the_hwprof_app() -> None:
+    from hwprof.cli import app as hwprof_app
+
+    res = runner.invoke(hwprof_app, ["searchers"])
+    assert res.exit_code == 0 and all(name in res.stdout for name in searchers.available())
+    res = runner.invoke(hwprof_app, ["search", "--searcher", "nope"])
+    assert res.exit_code == 2 and "unknown searcher 'nope'" in res.stderr

@@ -85,6 +85,7 @@ def test_alpha_gradient_is_ce_plus_lambda_latency_through_the_gumbel_sample(spac
     tau, lam, T = 1.7, 0.37, 24.0
     s = LightNAS()
     ce, lat_s, p_bar = s.alpha_loss_terms(net, mlp, alpha, x, y, tau, generator=torch.Generator().manual_seed(9))
+    assert s.label_smoothing == 0.1
     loss = ce + objectives.lagrangian(lat_s, target_ms=T, lam=lam)
     (grad,) = torch.autograd.grad(loss, alpha)
 
@@ -98,7 +99,11 @@ def test_alpha_gradient_is_ce_plus_lambda_latency_through_the_gumbel_sample(spac
     assert float(lat_s) == pytest.approx(float(mlp.score(idx[None])[0]), rel=1e-5)  # LAT(P̄) = the sample's latency
     q = torch.as_tensor(task.centred_)
     score = float((hard * q).sum())
-    d_ce = -q / (1.0 + np.exp(score))  # the stand-in's CE is softplus(−s), s = Σ P̄·q̄
+    # the stand-in's logits are [s, 0] with label 0, s = Σ P̄·q̄; CE with label smoothing ε over 2 classes:
+    # (1 − ε/2)·softplus(−s) + ε/2·softplus(s)
+    eps = s.label_smoothing
+    sig = 1.0 / (1.0 + np.exp(-score))
+    d_ce = (-(1 - eps / 2) * (1 - sig) + eps / 2 * sig) * q
     one_hot = hard.clone().requires_grad_(True)
     (d_lat,) = torch.autograd.grad(mlp.expected(one_hot), one_hot)
     g_out = d_ce + lam / T * d_lat

@@ -170,19 +170,25 @@ def test_expected_latency_is_the_tables_expected_and_the_lut_sum_at_one_hot(spac
 
 
 # -- B: direction of each latency loss on the stand-in ------------------------------------
-def _derived_latency(space, lut, seed: int, **kw) -> float:
-    task = StandInTask(space, seed=seed, strength=1.0, noise=0.5, quality="linear", steps_per_epoch=40)
+def _derived_latency(space, lut, seed: int, strength: float = 1.0, noise: float = 0.5, **kw) -> float:
+    task = StandInTask(space, seed=seed, strength=strength, noise=noise, quality="linear", steps_per_epoch=40)
     s = ProxylessNAS(**kw).fit(task, space, lut, target_ms=80.0, budget=Budget(epochs=30), seed=seed)
     return s.search().latency_ms
 
 
-def test_b1_b2_derived_latency_is_non_increasing_in_lambda_and_beta(space, lut):
-    # α lr raised from 1e-3: 30 short epochs give ≈170 α steps instead of the paper's ≈115 000
-    lams = [_derived_latency(space, lut, 0, reg_loss="add#linear", reg_lambda=v, arch_lr=0.05) for v in (0.0, 1.0, 3.0)]
-    assert lams[0] >= lams[1] >= lams[2]
-    assert lams[0] >= 1.5 * lams[2]
-    betas = [_derived_latency(space, lut, 0, reg_loss="mul#log", reg_beta=v, arch_lr=0.05) for v in (0.0, 1.2)]
-    assert betas[0] >= betas[1]
+def test_b1_derived_latency_is_non_increasing_in_lambda(space, lut):
+    # α lr raised from 1e-3: 30 short epochs give ≈180 α steps instead of the paper's ≈115 000
+    lats = [_derived_latency(space, lut, 0, reg_loss="add#linear", reg_lambda=v, arch_lr=0.05) for v in (0.0, 1.0, 3.0)]
+    assert lats[0] >= lats[1] >= lats[2]
+    assert lats[0] >= 1.5 * lats[2]
+
+
+def test_b2_derived_latency_is_non_increasing_in_beta(space, lut):
+    # mul#log scales the latency term by the CE: a weak task pull (small s, CE not ≈ 0) lets it act
+    lats = [_derived_latency(space, lut, 0, strength=0.05, noise=0.02, reg_loss="mul#log", reg_beta=v, arch_lr=0.05)
+            for v in (0.0, 0.3, 1.2)]
+    assert lats[0] >= lats[1] >= lats[2]
+    assert lats[2] < lats[0]
 
 
 def test_b3_reinforce_reward_rises_and_the_latency_factor_lowers_latency(space, lut):

@@ -14,15 +14,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import hwprof  # noqa: E402
-from hwprof.errors import SpaceError  # noqa: E402
-from hwprof.latency import SinglePathRuntime, macs_model  # noqa: E402
-from searchers.base import Budget, SearchError  # noqa: E402
-from searchers.spos import PAPER_BINS_MMACS, SPOS, ConstraintSampler, uniform_indices  # noqa: E402
-from searchers.testing import StandInTask  # noqa: E402
+import hwprof
+from hwprof.errors import SpaceError
+from hwprof.latency import macs_model
+from searchers.base import Budget, SearchError
+from searchers.spos import PAPER_BINS_MMACS, SPOS, ConstraintSampler, uniform_indices
+from searchers.testing import StandInTask
 
 REPO = Path(__file__).resolve().parent.parent
 SPNAS_JSON = REPO / "data" / "single-path-nas" / "pixel1_runtime_model.json"
+PIXEL1_LUT = REPO / "tests" / "data" / "proxylessnas" / "mobile_trim.yaml"  # ProxylessNAS's Pixel 1 table
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,7 @@ def test_fit_uses_paper_bins_on_spos_and_auto_bins_elsewhere():
     assert list(s.sampler_.edges) == list(PAPER_BINS_MMACS) and s.bin_kind_ == "flops"
     assert s.bin_hits_.sum() == 30
     spnas = hwprof.space("spnas")
-    lat = SinglePathRuntime.from_json(SPNAS_JSON, space=spnas)
+    lat = hwprof.latency_model(SPNAS_JSON, space=spnas)
     s2 = SPOS().fit(StandInTask(spnas), spnas, lat, budget=Budget(steps=5), seed=0)
     assert s2.bin_kind_ == "latency" and s2.sampler_.num_bins == 7
     costs = lat.score(uniform_indices(spnas, np.random.default_rng(9), 5000))
@@ -151,7 +152,7 @@ def test_evolution_bookkeeping_flops():
 
 def test_evolution_bookkeeping_latency_and_several_constraints():
     space = hwprof.space("spnas")
-    lat = SinglePathRuntime.from_json(SPNAS_JSON, space=space)
+    lat = hwprof.latency_model(SPNAS_JSON, space=space)
     s = SPOS().fit(StandInTask(space, seed=2), space, lat, budget=Budget(steps=2), seed=2)
     results = [s.search(target_ms=t) for t in (70.0, 80.0, 95.0)]
     for r, t in zip(results, (70.0, 80.0, 95.0)):
@@ -172,7 +173,7 @@ def test_same_seed_same_search():
 
     a, b = run(), run()
     assert a.arch == b.arch
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(a.trace) == strip(b.trace)
 
 
@@ -192,26 +193,26 @@ def test_unreachable_constraint_and_bad_inputs():
 
 
 # -- B1: evolution beats random search at equal evaluations ----------------------------------------
-B1_SEEDS = range(4)  # the benchmark runs 10 (benchmarks/bench_spos.py)
+B1_SEEDS = range(10)
 
 
-@pytest.mark.parametrize("case", ["spos-flops330", "spnas-latency80"])
+@pytest.mark.parametrize("case", ["spos-flops330", "proxylessnas-pixel1-80ms"])
 def test_evolution_beats_random_search(case):
     wins, n = 0, 0
+    if case == "spos-flops330":
+        space = hwprof.space("spos")
+        lat, kw = None, {"constraint": {"kind": "flops", "limit": 330e6}}
+    else:
+        space = hwprof.space("proxylessnas")
+        lat, kw = hwprof.latency_model(PIXEL1_LUT, space=space), {"target_ms": 80.0}
     for seed in B1_SEEDS:
-        if case == "spos-flops330":
-            space = hwprof.space("spos")
-            lat, kw = None, {"constraint": {"kind": "flops", "limit": 330e6}}
-        else:
-            space = hwprof.space("spnas")
-            lat, kw = SinglePathRuntime.from_json(SPNAS_JSON, space=space), {"target_ms": 80.0}
         task = StandInTask(space, seed=seed, strength=1.0, noise=0.5)
         s = SPOS().fit(task, space, lat, budget=Budget(steps=1), seed=seed)
         evo = s.search(**kw)
         rnd = s.random_search(**kw)
-        assert s.searches_[-1].evaluated.__len__() == s.searches_[-2].evaluated.__len__()
+        assert len(s.searches_[-1].evaluated) == len(s.searches_[-2].evaluated)  # equal evaluations
         wins += task.score(space.indices(evo.arch)) > task.score(space.indices(rnd.arch))
         n += 1
         if lat is not None:  # the constraint binds: the winner sits just under the budget
             assert 0.97 * 80.0 <= evo.latency_ms <= 80.0
-    assert wins == n
+    assert wins >= n - 1  # ≥ 9 of 10 (SEARCHERS.md §4.2 B1)

@@ -15,7 +15,6 @@ from hwprof.errors import ConfigError, SpaceError
 from searchers.base import Budget
 from searchers.data import Task, _stratified_split, digits, load_task, npz, random_crop
 from searchers.supernet import (
-    MixedLayer,
     SuperNet,
     accuracy,
     make_supernet,
@@ -324,15 +323,15 @@ def test_standin_costs_microseconds_per_step() -> None:
     alpha = torch.zeros(space.num_layers, space.max_choices, requires_grad=True)
     opt = torch.optim.Adam([alpha, *net.parameters()], lr=1e-3)
     x, y = next(t.batches("weights", 32, generator=torch.Generator()))
-    n = 300
-    start = time.perf_counter()
+    n = 200
+    start = time.process_time()  # CPU time: other jobs on the machine do not count
     for _ in range(n):
         w = lat.gumbel_softmax(alpha, hard=True)
         loss = F.cross_entropy(net(x, w), y) + 0.01 * lat.expected(w)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    per_step = (time.perf_counter() - start) / n
+    per_step = (time.process_time() - start) / n
     assert per_step < 5e-3, f"{per_step * 1e3:.2f} ms per stand-in step (with the latency model)"
 
 

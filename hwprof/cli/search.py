@@ -9,12 +9,11 @@ then ``SearchResult.summary()`` (or the whole report with ``--format json``).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import inspect
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import numpy as np
 import typer
@@ -280,7 +279,7 @@ def plot_trace(trace: list[dict], path: Path) -> bool:
         return [float(r[key]) if isinstance(r.get(key), (int, float)) else float("nan") for r in trace]
 
     keys = {k for r in trace for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    losses = sorted(k for k in keys if "loss" in k)
+    losses = sorted(k for k in keys if "loss" in k or k.endswith("_ce"))
     if "latency_ms" not in keys and not losses:
         return False
     xkey = next((k for k in ("epoch", "generation", "step") if k in keys), None)
@@ -345,23 +344,23 @@ def _progress_text(event: dict) -> str:
 
 def search(
     searcher: str = typer.Option(..., "--searcher", help="Searcher name (see hwprof searchers)."),
-    space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the searcher's)."),
-    latency: Optional[Path] = typer.Option(None, "--latency", "-l", help="Latency table or predictor file."),
-    target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target (ms)."),
-    constraint: Optional[str] = typer.Option(
+    space: str | None = typer.Option(None, "--space", "-s", help="Search space (default: the searcher's)."),
+    latency: Path | None = typer.Option(None, "--latency", "-l", help="Latency table or predictor file."),
+    target_ms: float | None = typer.Option(None, "--target-ms", help="Latency target (ms)."),
+    constraint: str | None = typer.Option(
         None, "--constraint", help="Hard constraint: flops:330e6 (MACs) or latency:80 (ms)."
     ),
     task: str = typer.Option("digits", "--task", help="Proxy task: digits, npz:FILE, or stand-in (tests)."),
     resolution: int = typer.Option(32, "--resolution", help="Proxy input resolution (pixels)."),
     width_mult: float = typer.Option(0.25, "--width-mult", help="Proxy supernet channel multiplier."),
-    budget: Optional[str] = typer.Option(
+    budget: str | None = typer.Option(
         None, "--budget", help="5m, 300s, 1h (time), 20e (epochs) or 500 (steps); default: the searcher's."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the supernet and the search."),
-    set_: Optional[List[str]] = typer.Option(
+    set_: list[str] | None = typer.Option(
         None, "--set", help="Hyperparameter key=value (typed by its default); repeatable."
     ),
-    out_dir: Optional[Path] = typer.Option(
+    out_dir: Path | None = typer.Option(
         None, "--out", "-o", help="Write report.json, trace.csv, arch.txt and latency_loss.png here."
     ),
     fmt: OutputFormat = typer.Option(OutputFormat("text"), "--format", help="text or json (the report)."),

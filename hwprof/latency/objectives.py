@@ -54,8 +54,11 @@ def log_penalty(latency_ms: Number, *, lam: float) -> Number:
 def mul_log(ce: Number, latency_ms: Number, *, target_ms: float, alpha: float = 1.0, beta: float = 0.6) -> Number:
     """``α · CE · (log E / log T)^β`` — ProxylessNAS ``mul#log`` loss (whole loss, CE included).
 
-    Defaults are the released code's (``alpha=1``, ``beta=0.6``). Needs
-    ``E > 1`` ms and ``T > 1`` ms so the log ratio is positive.
+    The defaults ``alpha=1``, ``beta=0.6`` are the fallbacks of the released
+    ``nas_manager.py`` (used only when no coefficients are passed); the search
+    script ``imagenet_arch_search.py`` passes ``alpha=0.2``, ``beta=0.3``, the
+    values the ProxylessNAS searcher uses. Needs ``E > 1`` ms and ``T > 1`` ms
+    so the log ratio is positive.
     """
     _check_target(target_ms)
     if target_ms <= 1.0:
@@ -67,7 +70,10 @@ def add_linear(latency_ms: Number, *, target_ms: float, lam: float = 0.2, ce: Nu
     """``λ · (E − T) / T`` — ProxylessNAS ``add#linear`` latency term.
 
     Returns only the latency term (``loss = ce + add_linear(...)``) unless
-    ``ce`` is given, then ``ce + λ(E − T)/T``. Default ``lam=0.2`` as released.
+    ``ce`` is given, then ``ce + λ(E − T)/T``. The default ``lam=0.2`` is the
+    fallback of the released ``nas_manager.py``; the search script
+    ``imagenet_arch_search.py`` passes ``lam=0.1``, the value the ProxylessNAS
+    searcher uses.
     """
     _check_target(target_ms)
     term = lam * (latency_ms - target_ms) / target_ms
