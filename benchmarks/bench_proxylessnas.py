@@ -9,8 +9,9 @@ Latency model: ProxylessNAS's own Pixel 1 LUT ``mobile_trim.yaml`` (from
 1. Stand-in, ``add#linear``, λ ∈ {0, 0.1, 0.3, 1, 3} × 3 seeds (strength 1, linear
    quality): derived LUT latency and E per λ, non-increasing in λ per seed, λ = 0 vs
    λ = 3, and agreement of the derived arch with the closed-form optimum
-   ``argmax_k (c·q_lk − (λ/T)·F_lk)`` (layers matching; c = 1 as in the sheet, and
-   c = σ(−s) the CE slope at the derived arch).
+   ``argmax_k (q_lk − (λ/T)·F_lk)`` of the sheet (exact only for a CE linear in s) and
+   with the per-layer best response under the stand-in's real CE ``softplus(−s)``
+   (layers matching).
 2. Stand-in, ``mul#log`` with β ∈ {0, 0.3, 0.6, 1.2} × 3 seeds (strength 0.05: mul#log
    scales the latency term by the CE, so it needs a task whose CE is not ≈ 0).
 3. REINFORCE on the stand-in: mean reward of the first / last 10 % of updates, derived
@@ -55,15 +56,29 @@ def _lut(args: argparse.Namespace, space: Any) -> Any:
     raise FileNotFoundError("mobile_trim.yaml not found in ../shared/data/proxylessnas or tests/data/proxylessnas")
 
 
-def _closed_form(task: StandInTask, lut: Any, lam: float, c: float) -> np.ndarray:
-    score = np.where(task.space.mask, c * task.centred_ - lam / T_MS * lut.values, -np.inf)
+def _closed_form(task: StandInTask, lut: Any, lam: float) -> np.ndarray:
+    """The sheet's closed form ``argmax_k (q_lk − (λ/T)·F_lk)`` (exact when the CE is linear in s)."""
+    score = np.where(task.space.mask, task.centred_ - lam / T_MS * lut.values, -np.inf)
     return score.argmax(1)
+
+
+def _best_response(task: StandInTask, lut: Any, lam: float, idx: np.ndarray) -> np.ndarray:
+    """Per layer the candidate minimising the stand-in's real objective ``softplus(−s) + λ(LAT − T)/T``
+    with the other layers held at ``idx`` (coordinate-wise optimality; the CE is not linear in s)."""
+    q, mask = task.centred_, task.space.mask
+    s = q[np.arange(len(idx)), idx].sum()
+    out = idx.copy()
+    for l in range(len(idx)):
+        s_l = s - q[l, idx[l]] + q[l]
+        obj = np.logaddexp(0.0, -s_l) + lam / T_MS * lut.values[l]
+        out[l] = int(np.where(mask[l], obj, np.inf).argmin())
+    return out
 
 
 def _sweep_lambda(space: Any, lut: Any, seeds, epochs: int) -> None:
     lams = (0.0, 0.1, 0.3, 1.0, 3.0)
     print(f"\n1. stand-in add#linear, {epochs} epochs × 40 steps, arch_lr {STANDIN_ARCH_LR}")
-    print("   seed  λ      derived ms   E ms    layers = closed form (c=1 / c=σ(−s))")
+    print("   seed  λ      derived ms   E ms    layers = closed form / = per-layer best response")
     for seed in seeds:
         task = StandInTask(space, seed=seed, strength=1.0, noise=0.5, quality="linear")
         lats = []
@@ -71,9 +86,8 @@ def _sweep_lambda(space: Any, lut: Any, seeds, epochs: int) -> None:
             s = ProxylessNAS(reg_loss="add#linear", reg_lambda=lam, arch_lr=STANDIN_ARCH_LR)
             r = s.fit_search(task, space, lut, target_ms=T_MS, budget=Budget(epochs=epochs), seed=seed)
             idx = space.indices(r.arch)
-            c_local = 1.0 / (1.0 + np.exp(task.score(idx)))
-            m1 = int((_closed_form(task, lut, lam, 1.0) == idx).sum())
-            m2 = int((_closed_form(task, lut, lam, c_local) == idx).sum())
+            m1 = int((_closed_form(task, lut, lam) == idx).sum())
+            m2 = int((_best_response(task, lut, lam, idx) == idx).sum())
             lats.append(r.latency_ms)
             print(f"   {seed:4d}  {lam:4.1f}  {r.latency_ms:10.2f}  {r.proxy['expected_ms']:7.2f}    "
                   f"{m1:2d} / {m2:2d} of {space.num_layers}")

@@ -86,6 +86,26 @@ def require(module: str, extra: str):
         ) from exc
 
 
+def nearest(word: str, known) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known`` (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_keys(where: str, table: str, given, known) -> None:
+    """Raise :class:`ConfigError` for keys of ``given`` not in ``known``, naming the nearest known key."""
+    known = list(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        first = unknown[0]
+        raise ConfigError(
+            f"{where}unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(u[:60]) for u in unknown[:5])} "
+            f"in [{table}]{nearest(first, known)} (known: {', '.join(known) or 'none'})"
+        )
+
+
 class HwprofWarning(UserWarning):
     """A measurement-quality or data warning: the result stands, but says what to check next."""
 

@@ -31,7 +31,20 @@ The released supernet adds the zero weights of the unchosen candidates into
 the layer output (``results.append(alpha)``), which hands each unchosen
 column the gradient ``Σ ∂L/∂y`` as if its op were a constant one; here the
 unchosen candidates are simply not computed (gradient 0), as the paper's
-single-path description says. The derived architecture is ``argmax α``.
+single-path description says.
+
+**Derivation.** The paper derives ``argmax α``. With a task pull on α that is
+systematic per candidate (a fixed validation set; the stand-in's per-cell
+quality), the loop converges to an architecture that minimises
+``CE + λ·LAT/T`` for some λ: a Lagrangian with one multiplier reaches only
+the "staircase" of such minimisers, and a target between two steps cannot be
+hit (on the stand-in, e.g. 21.6 and 26.7 ms around T = 24 ms): λ then
+oscillates between the two, truncated at every crossing, and the landing rule
+never fires. ``derive="landing"`` (the default, listed among the deviations)
+takes instead the most probable architecture under ``softmax α`` whose
+latency is within the landing rule's 0.15 ms of T (:func:`land_on_target`),
+which is ``argmax α`` itself whenever the loop landed; ``derive="argmax"`` is
+the paper's rule.
 """
 
 from __future__ import annotations
@@ -47,13 +60,15 @@ from torch import Tensor
 
 from hwprof import objectives
 from searchers.base import Budget, SearchError, Searcher, SearchResult, require_latency
-from searchers.supernet import accuracy, make_supernet
+from searchers.supernet import accuracy, make_supernet, recalibrate_bn
 
 #: The released schedule: 90 epochs, the first 10 with α frozen, ≈ 40 α steps per search epoch.
 PAPER_EPOCHS = 90
 PAPER_FREEZE_EPOCHS = 10
 PAPER_ALPHA_STEPS = 3200
-#: Epochs of a proxy search at the default budget (≤ 5 min on a 2-core CPU at the default batch).
+#: The released code's settings where the plugin's defaults differ (see ``derive``).
+OFFICIAL: dict[str, Any] = {"derive": "argmax"}
+#: Epochs of a proxy search at the default budget (≈2.5 min on one core at batch 64: 2 freeze + 16 search epochs).
 PROXY_EPOCHS = 18
 
 
@@ -90,6 +105,12 @@ class LightNAS(Searcher):
         ``|LAT − T|`` (ms) that switches the landing rule on.
     landing_fraction : float
         Share of the run (paper: last 10 of 90 epochs) in which the rule may fire.
+    derive : {"landing", "argmax"}
+        ``"argmax"``: the paper's derived architecture ``argmax α``. ``"landing"``
+        (default, a deviation): the most probable architecture under ``softmax α``
+        whose latency is within ``landing_tolerance_ms`` of T, found by
+        :func:`land_on_target` from ``argmax α`` (identical to it when that is
+        already within the tolerance). See the module docstring for why.
     freeze_fraction : float
         Share of the epochs with α frozen (10 / 90).
     weight_lr, weight_momentum, weight_decay, grad_clip : float
@@ -141,6 +162,7 @@ class LightNAS(Searcher):
         "landing": (True, "search_imagenet.py: last-10-epoch learning-rate rule"),
         "landing_tolerance_ms": (0.15, "search_imagenet.py: |LAT − T| < 0.15"),
         "landing_fraction": (10 / 90, "search_imagenet.py: epochs − (epoch + 1) < 10"),
+        "derive": ("argmax", "models/supernet.py parse_alphas"),
         "freeze_fraction": (10 / 90, "search_imagenet.py --freeze_epochs 10 of --epochs 90"),
         "weight_lr": (0.1, "search_imagenet.py --model_learning_rate"),
         "weight_momentum": (0.9, "search_imagenet.py --model_momentum"),
@@ -161,7 +183,6 @@ class LightNAS(Searcher):
         tau_max: float = 5.0,
         tau_decay: float = 0.1,
         tau_min: float = 0.0,
-        penalty_rho: float = 0.0,
         alpha_lr: float = 1e-3,
         alpha_betas: tuple[float, float] = (0.5, 0.999),
         alpha_weight_decay: float = 1e-3,
@@ -170,6 +191,7 @@ class LightNAS(Searcher):
         landing: bool = True,
         landing_tolerance_ms: float = 0.15,
         landing_fraction: float = 10 / 90,
+        derive: str = "landing",
         freeze_fraction: float = 10 / 90,
         weight_lr: float = 0.1,
         weight_momentum: float = 0.9,
@@ -188,7 +210,6 @@ class LightNAS(Searcher):
         self.tau_max = tau_max
         self.tau_decay = tau_decay
         self.tau_min = tau_min
-        self.penalty_rho = penalty_rho
         self.alpha_lr = alpha_lr
         self.alpha_betas = alpha_betas
         self.alpha_weight_decay = alpha_weight_decay
@@ -197,6 +218,7 @@ class LightNAS(Searcher):
         self.landing = landing
         self.landing_tolerance_ms = landing_tolerance_ms
         self.landing_fraction = landing_fraction
+        self.derive = derive
         self.freeze_fraction = freeze_fraction
         self.weight_lr = weight_lr
         self.weight_momentum = weight_momentum
@@ -244,7 +266,7 @@ class LightNAS(Searcher):
             raise SearchError(f"freeze_fraction must be in [0, 1), got {self.freeze_fraction!r}")
         return float(target_ms)
 
-    def _epochs(self, budget: Budget, task: Any, net: Any, lat: Any, gen: torch.Generator) -> tuple[int, int | None]:
+    def _epochs(self, budget: Budget, task: Any, net: Any) -> tuple[int, int | None]:
         """Run epochs for ``budget`` and, for a steps budget, the weight batches of the last epoch."""
         n_w = task.steps_per_epoch("weights", self.batch_size)
         n_a = task.steps_per_epoch("arch", self.batch_size)
@@ -294,7 +316,7 @@ class LightNAS(Searcher):
         gen = torch.Generator().manual_seed(seed)
         net = make_supernet(task, space, width_mult=self.width_mult, resolution=self.resolution)
         mask_t = torch.as_tensor(np.asarray(space.mask, dtype=bool))
-        epochs, last_epoch_steps = self._epochs(budget, task, net, latency, gen)
+        epochs, last_epoch_steps = self._epochs(budget, task, net)
         freeze_epochs = int(round(epochs * self.freeze_fraction))
         if epochs - freeze_epochs < 1:
             freeze_epochs = epochs - 1
@@ -373,7 +395,7 @@ class LightNAS(Searcher):
         return self
 
     def _weight_pass(self, task: Any, net: Any, opt: torch.optim.Optimizer, alpha: Tensor, mask: Tensor,
-                     tau: float, gen: torch.Generator, freeze: bool, max_steps: int | None) -> float:
+                     tau: float, gen: torch.Generator, freeze: bool, max_steps: int | None) -> float | None:
         """One pass of the weight split: all paths per batch (freeze) or one hard Gumbel path."""
         losses = []
         n_legal = mask.sum(1)
@@ -400,7 +422,7 @@ class LightNAS(Searcher):
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
             opt.step()
-        return float(np.mean(losses)) if losses else float("nan")
+        return float(np.mean(losses)) if losses else None
 
     def alpha_step(self, net: Any, lat: Any, alpha: Tensor, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
                     tau: float, lam: float, target: float, eta: float, mask: Tensor,
@@ -417,8 +439,6 @@ class LightNAS(Searcher):
         """
         ce, lat_sample, _ = self.alpha_loss_terms(net, lat, alpha, x, y, tau, generator=gen)
         loss = ce + objectives.lagrangian(lat_sample, target_ms=target, lam=lam)
-        if self.penalty_rho:
-            loss = loss + 0.5 * self.penalty_rho * (lat_sample / target - 1) ** 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -447,7 +467,7 @@ class LightNAS(Searcher):
 
     # -- search ---------------------------------------------------------------------
     def search(self, *, target_ms: float | None = None, constraint: Mapping[str, Any] | None = None) -> SearchResult:
-        """The derived architecture ``argmax α`` with its latency and the run's trace and deviations."""
+        """The derived architecture (``derive``) with its latency and the run's trace and deviations."""
         if not hasattr(self, "alpha_"):
             raise SearchError("call fit() before search()")
         if target_ms is not None and float(target_ms) != self.target_ms_:
@@ -456,13 +476,25 @@ class LightNAS(Searcher):
                 "so fit again for another target"
             )
         space, task = self.space_, self.task_
-        idx = _argmax(self.alpha_, torch.as_tensor(np.asarray(space.mask, dtype=bool)))
-        acc = accuracy(self.supernet_, idx, task.x_test, task.y_test)
+        mask = np.asarray(space.mask, dtype=bool)
+        top = _argmax(self.alpha_, torch.as_tensor(mask))
+        if self.derive == "landing":
+            log_p = torch.log_softmax(self.alpha_.masked_fill(~torch.as_tensor(mask), float("-inf")), -1).numpy()
+            idx = land_on_target(log_p, self.latency_, self.target_ms_, self.landing_tolerance_ms)
+        elif self.derive == "argmax":
+            idx = top
+        else:
+            raise SearchError(f"lightnas derive must be 'landing' or 'argmax', got {self.derive!r}")
+        self.argmax_latency_ms_ = float(self.latency_.score(top[None])[0])
+        self.layers_changed_ = int((idx != top).sum())
+        acc = _path_test_accuracy(self.supernet_, task, idx, self.batch_size, self.seed_)
         proxy = {"task": getattr(task, "name", type(task).__name__), "resolution": getattr(task, "resolution", None),
                  "width_mult": self.width_mult, "classes": getattr(task, "classes", None), "test_accuracy": acc,
                  "epochs": self.epochs_, "freeze_epochs": self.freeze_epochs_, "alpha_steps": self.run_alpha_steps_,
                  "eta_lambda_used": self.eta_lambda_used_, "final_lambda": self.lambda_,
-                 "first_within_1pct_step": self.first_within_1pct_step_, "landed_step": self.landed_step_}
+                 "first_within_1pct_step": self.first_within_1pct_step_, "landed_step": self.landed_step_,
+                 "argmax_arch": space.from_indices(top).encode(), "argmax_latency_ms": self.argmax_latency_ms_,
+                 "layers_changed_by_landing": self.layers_changed_}
         hp = self.get_params()
         hp["eta_lambda_used"] = self.eta_lambda_used_
         return self.make_result(space=space, arch=space.from_indices(idx), latency=self.latency_,
@@ -470,7 +502,15 @@ class LightNAS(Searcher):
                                 trace=self.trace_, seed=self.seed_, hyperparameters=hp)
 
     def _deviations(self) -> list[str]:
-        out = self.deviations_from_paper()
+        out = [d for d in self.deviations_from_paper() if not d.startswith("derive ")]
+        if self.derive == "landing":
+            t = self.target_ms_
+            out.append(
+                f"derived architecture: the most probable one under softmax α within {self.landing_tolerance_ms:g} ms "
+                f"of T (greedy single-layer changes from argmax α; {self.layers_changed_} of "
+                f"{len(self.alpha_)} layers changed) instead of argmax α, which is at {self.argmax_latency_ms_:.3f} ms "
+                f"({100 * (self.argmax_latency_ms_ / t - 1):+.2f} %): a single multiplier λ can only reach the "
+                "architectures that minimise CE + λ·LAT for some λ, and T may fall between two of them")
         if (self.epochs_, self.freeze_epochs_) != (PAPER_EPOCHS, PAPER_FREEZE_EPOCHS):
             out.append(f"{self.epochs_} epochs ({self.freeze_epochs_} frozen) instead of the paper's "
                        f"{PAPER_EPOCHS} ({PAPER_FREEZE_EPOCHS}); τ, α-lr and landing schedules follow the run's progress")
@@ -488,6 +528,64 @@ class LightNAS(Searcher):
         return out
 
 
+def land_on_target(log_p: np.ndarray, lat: Any, target_ms: float, tol_ms: float, max_steps: int = 200) -> np.ndarray:
+    """The most probable architecture within ``tol_ms`` of ``target_ms``, greedily from the argmax.
+
+    Maximises ``Σ_l log p[l, k_l]`` subject to ``|LAT − T| ≤ tol_ms``
+    approximately: starting from ``argmax log p``, while outside the band it
+    applies the single-layer change that lands inside at the least log-probability
+    cost, or else the one with the least cost per ms of approach; inside the band
+    it applies changes that raise the log-probability and stay inside. Every
+    candidate is priced by the latency model's ``score`` (so non-additive
+    predictors are handled exactly). Deterministic.
+
+    Parameters
+    ----------
+    log_p : ndarray float64 ``[L, K]``
+        Log-probabilities, ``−inf`` on illegal candidates.
+    lat : LatencyModel
+    target_ms, tol_ms : float
+        Target and half-width of the band (ms).
+    max_steps : int
+        Cap on single-layer changes.
+
+    Returns
+    -------
+    ndarray int64 ``[L]``
+        The argmax itself when it is already inside the band; the closest
+        architecture found when the band is not reached within ``max_steps``.
+    """
+    L, K = log_p.shape
+    legal = np.isfinite(log_p)
+    idx = log_p.argmax(1).astype(np.int64)
+    cur = float(lat.score(idx[None])[0])
+    rows, cols = np.nonzero(legal)
+    for _ in range(max_steps):
+        keep = cols != idx[rows]
+        r, c = rows[keep], cols[keep]
+        cand = np.repeat(idx[None], len(r), 0)
+        cand[np.arange(len(r)), r] = c
+        lats = lat.score(cand)
+        cost = log_p[r, idx[r]] - log_p[r, c]  # log-probability given up
+        inside = np.abs(lats - target_ms) <= tol_ms
+        if abs(cur - target_ms) <= tol_ms:
+            better = inside & (cost < -1e-12)
+            if not better.any():
+                break
+            j = int(np.flatnonzero(better)[np.argmin(cost[better])])
+        elif inside.any():
+            j = int(np.flatnonzero(inside)[np.argmin(cost[inside])])
+        else:
+            gain = abs(cur - target_ms) - np.abs(lats - target_ms)
+            ok = gain > 1e-9
+            if not ok.any():
+                break
+            j = int(np.flatnonzero(ok)[np.argmin(np.maximum(cost[ok], 0.0) / gain[ok] - 1e-12 * gain[ok])])
+        idx[r[j]] = c[j]
+        cur = float(lats[j])
+    return idx
+
+
 def _gumbel_keys(alpha: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
     """``α + G`` with ``G ~ Gumbel(0, 1)``, ``−inf`` on illegal candidates (argmax = a sample of softmax α)."""
     u = torch.rand(alpha.shape, dtype=alpha.dtype, generator=gen)
@@ -496,9 +594,25 @@ def _gumbel_keys(alpha: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
     return (alpha + g).masked_fill(~mask, float("-inf"))
 
 
+def _path_test_accuracy(net: Any, task: Any, idx: np.ndarray, batch_size: int, seed: int) -> float:
+    """Test accuracy of the path ``idx`` with inherited weights, after re-estimating its BatchNorm statistics
+    on the architecture split (the supernet's running statistics mix every path; the released code validates
+    with batch statistics instead)."""
+    recalibrate_bn(net, idx, task.batches("arch", batch_size, generator=torch.Generator().manual_seed(seed)))
+    return accuracy(net, idx, task.x_test, task.y_test)
+
+
 def _argmax(alpha: Tensor, mask: Tensor) -> np.ndarray:
     """``argmax α`` over each layer's legal candidates, int64 ``[L]``."""
     return alpha.detach().masked_fill(~mask, float("-inf")).argmax(-1).numpy().astype(np.int64)
 
 
-__all__ = ["LightNAS", "PAPER_ALPHA_STEPS", "PAPER_EPOCHS", "PAPER_FREEZE_EPOCHS", "PROXY_EPOCHS"]
+__all__ = [
+    "OFFICIAL",
+    "PAPER_ALPHA_STEPS",
+    "PAPER_EPOCHS",
+    "PAPER_FREEZE_EPOCHS",
+    "PROXY_EPOCHS",
+    "LightNAS",
+    "land_on_target",
+]

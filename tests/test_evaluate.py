@@ -95,7 +95,7 @@ def test_lut_build_export_and_fit_from_store(cli, tmp_path):
     assert "held out" in r.stdout
     doc = json.loads(model.read_text())
     assert doc["kind"] == "lut-calibrated" and doc["state"]["scale"] == pytest.approx(1.05, rel=1e-3)
-    r = cli("lut", "build", "--store", store, "--device", "phone", "--space", "proxylessnas", "-o", table)
+    r = cli("lut", "build", "--store", store, "--device", "phone", "--space", "proxylessnas", "-o", table, "--force")
     assert r.exit_code == 2 and "no op records" in r.output
 
 
@@ -136,6 +136,6 @@ def test_fit_evaluate_predict_on_help_data(cli, tmp_path):
             "--target", "titan_rtx_32_ms", "--kind", "ridge", "--recent", "0.2", "-o", tmp_path / "x.json")
     assert r.exit_code == 2 and "--recent applies to --kind gbdt and mlp" in r.output
     r = cli("fit-predictor", "--space", "fbnet-c100", "--data", train, "--arch-column", "ops",
-            "--target", "titan_rtx_32_ms", "--kind", "gbdt", "--recent", "0", "-o", model)
+            "--target", "titan_rtx_32_ms", "--kind", "gbdt", "--recent", "0", "-o", model, "--force")
     assert r.exit_code == 0, r.output
     assert json.loads(model.read_text())["state"]["level"] == 1.0

@@ -13,7 +13,7 @@ import hwprof
 from hwprof import objectives
 from searchers.base import Budget
 from searchers.data import Task
-from searchers.lightnas import LightNAS
+from searchers.lightnas import OFFICIAL, LightNAS, land_on_target
 from searchers.testing import StandInTask
 
 MLP = Path(__file__).resolve().parent.parent / "data" / "lightnas" / "latency_predictor.pth.tar"
@@ -71,7 +71,11 @@ def test_lambda_trace_follows_the_update_at_the_argmax_latency(space, mlp):
         lam_prev = lam
     idx = s.alpha_.masked_fill(~torch.as_tensor(space.mask), float("-inf")).argmax(-1).numpy()
     assert s.latency_trace_[-1] == mlp.score(idx[None])[0]  # LAT of the argmax, after the last step
-    assert s.search().latency_ms == mlp.arch_latency(space.from_indices(idx))
+    r = LightNAS(**OFFICIAL).set_params(eta_lambda=0.05).fit(
+        StandInTask(space, seed=0, strength=0.0, noise=0.01, steps_per_epoch=8), space, mlp, target_ms=24.0,
+        budget=Budget(epochs=9), seed=0).search()
+    assert r.arch == space.from_indices(idx).encode()  # same seed, same run; the paper derives argmax α
+    assert r.latency_ms == mlp.arch_latency(r.arch) == r.proxy["argmax_latency_ms"]
 
 
 # -- A2: the α gradient ----------------------------------------------------------------
@@ -96,7 +100,7 @@ def test_alpha_gradient_is_ce_plus_lambda_latency_through_the_gumbel_sample(spac
     hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
     assert torch.equal(p_bar.detach(), hard)  # forward: the exact one-hot
     idx = hard.argmax(-1).numpy()
-    assert float(lat_s) == pytest.approx(float(mlp.score(idx[None])[0]), rel=1e-5)  # LAT(P̄) = the sample's latency
+    assert float(lat_s.detach()) == pytest.approx(float(mlp.score(idx[None])[0]), rel=1e-5)  # LAT(P̄) = the sample's latency
     q = torch.as_tensor(task.centred_)
     score = float((hard * q).sum())
     # the stand-in's logits are [s, 0] with label 0, s = Σ P̄·q̄; CE with label smoothing ε over 2 classes:
@@ -152,3 +156,40 @@ def test_freeze_step_trains_every_candidate_of_every_layer(space):
             if not grads:  # a parameter-free skip: it ran if the layer's input got gradient through it
                 continue
             assert any(gr is not None and bool(gr.abs().sum() > 0) for gr in grads), (l, space.candidates[k])
+
+
+# -- B1: landing on the target on the stand-in ---------------------------------------------
+def test_b1_lands_within_one_percent_on_the_stand_in(space, mlp):
+    # zero-mean per-cell task pull (strength 0, noise 0.01), the released MLP, the official 90 × 40 schedule
+    errors, changed = [], []
+    for target in (20.0, 24.0, 28.0):
+        task = StandInTask(space, seed=0, strength=0.0, noise=0.01)
+        s = LightNAS().fit(task, space, mlp, target_ms=target, seed=0)
+        r = s.search()
+        assert s.run_alpha_steps_ == 3200 and s.eta_lambda_used_ == 5e-4
+        assert r.latency_ms == mlp.arch_latency(r.arch)
+        assert abs(r.latency_ms - target) <= s.landing_tolerance_ms  # the landing derivation's band
+        errors.append(abs(r.error))
+        changed.append(r.proxy["layers_changed_by_landing"])
+        for lam, lat in zip(s.lambda_trace_, s.latency_trace_):  # λ never fights LAT − T
+            assert not (lat > target and lam < 0) and not (lat < target and lam > 0)
+    assert np.median(errors) <= 0.01 and max(errors) <= 0.025
+    assert max(changed) <= 2  # the α loop itself ends within two layer changes of the target
+
+
+def test_landing_derivation_keeps_a_landed_argmax_and_otherwise_enters_the_band(space, mlp):
+    g = np.random.default_rng(0)
+    log_p = np.log(g.dirichlet(np.ones(space.max_choices), size=space.num_layers))
+    top = log_p.argmax(1)
+    at = float(mlp.score(top[None])[0])
+    np.testing.assert_array_equal(land_on_target(log_p, mlp, at + 0.1, 0.15), top)  # already inside
+    for target in (at - 3.0, at + 4.0):
+        idx = land_on_target(log_p, mlp, target, 0.15)
+        assert abs(float(mlp.score(idx[None])[0]) - target) <= 0.15
+        # no single legal change inside the band is more probable
+        for l in range(space.num_layers):
+            for k in range(space.max_choices):
+                if k != idx[l] and log_p[l, k] > log_p[l, idx[l]]:
+                    alt = idx.copy()
+                    alt[l] = k
+                    assert abs(float(mlp.score(alt[None])[0]) - target) > 0.15

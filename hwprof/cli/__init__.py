@@ -4,7 +4,7 @@
 module             commands
 =================  ===================================================================
 :mod:`.catalog`    ``devices``, ``spaces``, ``device show``, ``device tune``
-:mod:`.measure`    ``measure``, ``export``
+:mod:`.measure`    ``measure``, ``export``, ``show``
 :mod:`.tables`     ``lut build``, ``lut export``, ``import``
 :mod:`.predict`    ``fit-predictor``, ``evaluate``, ``predict``
 :mod:`.android`    ``fake-phone``

@@ -9,19 +9,21 @@ from typing import Optional
 import typer
 
 from hwprof.cli import command
+from hwprof.cli.outputs import ForceOpt, check_output, output_file
 
 DEMO_PORT = 15037
 
 
 def fake_phone(
-    port: int = typer.Option(DEMO_PORT, "--port", "-p", help="Port of the loopback adb server (127.0.0.1)."),
+    port: int = typer.Option(DEMO_PORT, "--port", "-p", min=0, max=65535, help="Port of the loopback adb server (127.0.0.1)."),
     serial: str = typer.Option("HWPROF-FAKE-0001", "--serial", help="Serial the stand-in phone lists."),
     root: Optional[Path] = typer.Option(None, "--root", help="Sandbox folder (default: a temporary one, removed at exit)."),
     write_config: Optional[Path] = typer.Option(
         None, "--write-config", help="Write a device config (TOML) pointing at this phone to this path."
     ),
     client: str = typer.Option("adbutils", "--client", help="Client the written config uses: adbutils or adb."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop after this many seconds (default: at Ctrl-C)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Stop after this many seconds (default: at Ctrl-C)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Run a stand-in phone: a loopback adb server whose benchmark_model runs LiteRT on this CPU.
 
@@ -32,6 +34,10 @@ def fake_phone(
     """
     from hwprof.testing.fake_adb import FakePhone, config_toml
 
+    if write_config is not None:
+        check_output(write_config, force=force, option="--write-config")
+    if client not in ("adbutils", "adb"):
+        raise typer.BadParameter(f"--client must be adbutils or adb, got {client[:100]!r}")
     phone = FakePhone(root=root, serial=serial, port=port)
     try:
         phone.start()
@@ -40,8 +46,8 @@ def fake_phone(
         raise typer.BadParameter(f"cannot listen on 127.0.0.1:{port}: {exc}; pick another --port") from None
     try:
         if write_config is not None:
-            write_config.parent.mkdir(parents=True, exist_ok=True)
-            write_config.write_text(config_toml(phone, name=write_config.stem, client=client))
+            with output_file(write_config, force=force, option="--write-config") as tmp:
+                tmp.write_text(config_toml(phone, name=write_config.stem, client=client))
         typer.echo(f"stand-in phone {phone.serial} listening on 127.0.0.1:{phone.port} (sandbox {phone.root})")
         typer.echo(f"  adb:    adb -P {phone.port} devices    adb -P {phone.port} -s {phone.serial} shell getprop")
         if write_config is not None:

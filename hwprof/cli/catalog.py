@@ -56,9 +56,12 @@ def spaces() -> None:
 
 def device_show(name: str = typer.Argument(..., help="Device name or TOML path.")) -> None:
     """Identity, runtime and current state of a device."""
-    from hwprof.devices import open_device
+    from hwprof.devices import load_config, open_device
+    from hwprof.measure.protocol import plan_for
 
-    dev = open_device(name)
+    config = load_config(name)
+    plan_for(config)  # a bad [protocol] value is an error here too, not first at `measure`
+    dev = open_device(config)
     try:
         info = dev.describe() if hasattr(dev, "describe") else {**dev.fingerprint(), **dev.environment()}
     finally:

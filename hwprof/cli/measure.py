@@ -1,4 +1,4 @@
-"""Measuring into the store: ``hwprof measure`` and ``hwprof export``."""
+"""Measuring into the store: ``hwprof measure``, ``hwprof export``, ``hwprof show``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hwprof.cli import choices, command, default_store, err, out
-from hwprof.errors import HwprofError
+from hwprof.cli.outputs import ForceOpt, output_file, quote
+from hwprof.errors import ConfigError, HwprofError
 
 DEFAULT_DEVICE = "cpu"
 ExportFormat = choices("ExportFormat", ("csv", "parquet"))
+SummaryFormat = choices("SummaryFormat", ("table", "json"))
 StoreOpt = typer.Option(None, "--store", help="SQLite store (default: $HWPROF_STORE or ./hwprof.sqlite).")
 
 
@@ -21,21 +23,24 @@ def measure(
     device: str = typer.Option(DEFAULT_DEVICE, "--device", "-d", help="Device name or TOML path."),
     space: str = typer.Option("proxylessnas", "--space", "-s", help="Search space."),
     ops: bool = typer.Option(False, "--ops", help="Measure every distinct operator of the space."),
-    archs: int = typer.Option(0, "--archs", help="Measure N random architectures end to end."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the architecture sample."),
+    archs: int = typer.Option(0, "--archs", min=0, help="Measure N random architectures end to end."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the architecture sample."),
     store: Optional[Path] = StoreOpt,
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the device's)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
     resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution (elastic spaces)."),
-    width_steps: int = typer.Option(0, "--width-steps", help="Also sweep mid channels at N points (tfnas)."),
+    width_steps: int = typer.Option(0, "--width-steps", min=0, help="Also sweep mid channels at N points (tfnas)."),
     target_ci: Optional[float] = typer.Option(None, help="Target half-width of the median's 95% CI (0.01 = ±1%)."),
     max_runs: Optional[int] = typer.Option(None, help="Cap on timed runs per workload."),
     min_runs: Optional[int] = typer.Option(None, help="Timed runs before the CI target is checked."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Cap on timing seconds per workload."),
     warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
     rounds: Optional[int] = typer.Option(None, help="Passes per workload; its latency is the median over them."),
-    limit: Optional[int] = typer.Option(None, help="Measure at most N workloads (for a quick look)."),
+    limit: Optional[int] = typer.Option(None, min=0, help="Measure at most N workloads (for a quick look)."),
     allow_new_fingerprint: bool = typer.Option(False, help="Append although the store has this device under another environment."),
     workdir: Optional[Path] = typer.Option(None, help="Keep the exported artifacts in this folder."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Start a campaign longer than an hour without asking."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line (and errors)."),
+    fmt: SummaryFormat = typer.Option(SummaryFormat("table"), "--format", help="table, or json for scripts."),
 ) -> None:
     """Measure operators (--ops) or random architectures (--archs N) on a device into the store."""
     import dataclasses
@@ -48,6 +53,15 @@ def measure(
 
     if ops == bool(archs):
         raise typer.BadParameter("give exactly one of --ops or --archs N")
+    if archs and resolution is not None:
+        raise ConfigError(
+            "--resolution applies to --ops; a sampled architecture carries its own resolution "
+            "(r<res>: in elastic spaces), so it is refused with --archs"
+        )
+    if archs and width_steps:
+        raise ConfigError("--width-steps applies to --ops (tfnas mid channels), not to --archs")
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {quote(workdir)} is a file; give a folder")
     config = load_config(device)
     if batch is not None:
         config = dataclasses.replace(config, batch=batch)
@@ -56,10 +70,14 @@ def measure(
          "rounds": rounds}
     )
     sp = get_space(space)
-    work = op_workloads(sp, resolution, config.batch, width_steps) if ops else arch_workloads(sp, archs, seed, config.batch)
-    if limit is not None:
-        work = work[:limit]
-    db = Store(store or default_store())
+    if ops:
+        work = op_workloads(sp, resolution, config.batch, width_steps)
+        work = work[:limit] if limit is not None else work
+    else:
+        work = arch_workloads(sp, archs, seed, config.batch, limit=limit)  # --limit before sampling
+    store_path = store or default_store()
+    db = Store(store_path)
+    _confirm_plan(work, plan, yes)
     dev = open_device(config)
     what = f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
     err.print(f"hwprof: measuring {what} into {db.path}")
@@ -86,17 +104,26 @@ def measure(
             )
     finally:
         dev.close()
-    _print_records(report.records)
-    for line in report.flag_summary():
-        err.print(f"hwprof: warning: {line}", highlight=False)
     new = len(report.records)
     summary = (
-        f"{new} new records ({plan.rounds} round(s) per workload), {report.skipped} workloads already in the store, "
+        f"{new} new records ({plan.rounds} round(s) per workload), {report.skipped} already in the store, "
         f"{len(report.failed)} failed, {report.wall_s:.1f} s"
     )
     if new == 0 and not report.failed and not report.interrupted:
         summary = f"nothing new to measure: all {report.planned} workloads are already in {db.path}"
-    out.print(summary)
+    if fmt.value == "json":
+        import json
+
+        typer.echo(json.dumps(_summary_json(report, db.path)))
+    else:
+        if not quiet:
+            _print_records(report.records)
+            for flag, notes in report.flagged.items():
+                key, _, advice = notes[0].partition(": ")
+                key = key if len(key) <= 40 else key[:37] + "..."
+                err.print(f"hwprof: warning: {len(notes)} records flagged {flag}, e.g. {key}: {advice}",
+                          highlight=False, markup=False)
+        out.print(summary, highlight=False)
     if report.interrupted:
         err.print(f"hwprof: stopped early ({report.interrupted}); every finished record is kept. Re-run to resume.")
         raise typer.Exit(130 if "user" in report.interrupted else 3)
@@ -104,8 +131,64 @@ def measure(
         raise typer.Exit(1)
 
 
-def _print_records(records, limit: int = 40) -> None:
-    """One row per workload: the median over its new rounds and their spread."""
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _confirm_plan(work, plan, yes: bool) -> None:
+    """Print the plan line; ask before a campaign that may take over an hour when a person is at the terminal."""
+    import sys
+
+    from hwprof.measure.campaign import estimate_s
+
+    bound = estimate_s(plan, len(work))
+    err.print(
+        f"hwprof: plan: {len(work)} workloads × {plan.rounds} round(s), at most {_duration(bound)} of timing "
+        f"(cap {plan.max_time_s:g} s per workload); workloads already in the store are skipped",
+        highlight=False,
+    )
+    if bound > 3600 and not yes and sys.stdin.isatty() and sys.stderr.isatty():
+        if not typer.confirm("This campaign may take over an hour. Start it?", default=False, err=True):
+            raise typer.Exit(1)
+
+
+def _summary_json(report, store) -> dict:
+    """The campaign's results for scripts: totals and one entry per new workload."""
+    from hwprof.measure.stats import combine
+
+    by_key: dict[str, list] = {}
+    for m in report.records:
+        by_key.setdefault(m.key, []).append(m)
+    return {
+        "store": str(store), "planned": report.planned, "skipped": report.skipped, "new_records": len(report.records),
+        "failed": [{"key": k, "error": e} for k, e in report.failed], "drift": report.drift,
+        "interrupted": report.interrupted, "wall_s": report.wall_s,
+        "flags": {flag: len(notes) for flag, notes in report.flagged.items()},
+        "workloads": [{"key": k, "median_ms": combine([m.samples_ms for m in ms]), "rounds": len(ms),
+                       "flags": sorted({f for m in ms for f in m.flags})} for k, ms in by_key.items()],
+    }
+
+
+#: Short names of the quality flags in the summary table (the warning lines below it give the full name and advice).
+SHORT_FLAGS = {"ci-not-reached": "ci", "high-cv": "cv", "slow-first-run": "1st", "outliers": "out", "drift": "drift"}
+
+
+def _compact_key(key: str) -> str:
+    """An op key without its default fields (``g1``, ``se0``, ``m0``, ``b1``, ``w`` equal to ``h``), for display."""
+    parts = key.split(":")
+    if len(parts) < 3:
+        return key
+    h = next((p[1:] for p in parts if p.startswith("h") and p[1:].isdigit()), None)
+    drop = {"g1", "se0", "m0", "b1", f"w{h}"}
+    return ":".join(p for p in parts if p not in drop)
+
+
+def _print_records(records, limit: int = 15) -> None:
+    """The slowest workloads first, the key first and shortened to fit the terminal; the rest via ``hwprof show``."""
     if not records:
         return
     from statistics import median
@@ -115,25 +198,27 @@ def _print_records(records, limit: int = 40) -> None:
     by_key: dict[str, list] = {}
     for m in records:
         by_key.setdefault(m.key, []).append(m)
-    table = Table("median ms", "rounds", "round spread", "runs", "CV", "flags", title="new records")
-    table.add_column("workload", overflow="fold")
-    keys = list(by_key)
-    shown = keys if len(keys) <= limit else keys[: limit // 2] + keys[-limit // 2 :]
-    for key in shown:
-        ms = by_key[key]
-        medians = [m.median_ms for m in ms]
-        flags = sorted({f for m in ms for f in m.flags})
+    rows = sorted(((combine([m.samples_ms for m in ms]), key, ms) for key, ms in by_key.items()), reverse=True)
+    rounds = sorted({len(ms) for _, _, ms in rows})
+    table = Table(
+        title=f"{len(rows)} workloads measured ({'/'.join(map(str, rounds))} rounds each; ms = median over rounds), "
+        "slowest first",
+        title_justify="left",
+    )
+    flag_width = 14
+    key_width = max(16, out.width - (8 + 5 + flag_width) - 13)  # 13: borders and padding of four columns
+    table.add_column("workload", no_wrap=True, overflow="ellipsis", width=key_width)
+    for col, width in (("ms", 8), ("CV", 5)):
+        table.add_column(col, no_wrap=True, justify="right", width=width)
+    table.add_column("flags", no_wrap=True, overflow="ellipsis", width=flag_width)
+    for ms_value, key, ms in rows[:limit]:
+        flags = sorted({SHORT_FLAGS.get(f, f) for m in ms for f in m.flags})
         table.add_row(
-            f"{combine([m.samples_ms for m in ms]):.4f}",
-            str(len(ms)),
-            f"{max(medians) / min(medians) - 1:.1%}",
-            str(sum(m.summary.n for m in ms)),
-            f"{median(m.summary.cv for m in ms):.1%}",
-            ",".join(flags),
-            key,
+            _compact_key(key), f"{ms_value:.4g}", f"{median(m.summary.cv for m in ms):.0%}", ",".join(flags),
         )
-    if len(keys) > limit:
-        table.caption = f"{len(keys) - limit} rows not shown; `hwprof export` writes them all"
+    if len(rows) > limit:
+        table.caption = f"{len(rows) - limit} faster ones not shown: `hwprof show` lists them all"
+        table.caption_justify = "left"
     out.print(table)
 
 
@@ -142,6 +227,7 @@ def export(
     fmt: ExportFormat = typer.Option(ExportFormat("csv"), "--format", "-f", help="csv or parquet."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write."),
     device: Optional[str] = typer.Option(None, help="Only this device's records."),
+    force: bool = ForceOpt,
 ) -> None:
     """Export the store: one row per record with statistics, raw samples and fingerprint."""
     from hwprof.measure.store import Store
@@ -149,10 +235,46 @@ def export(
     path = store or default_store()
     if not path.exists():
         raise HwprofError(f"store {path} does not exist; measure first or pass --store")
-    n = Store(path).export(output, fmt.value, device=device)
+    with Store(path) as db, output_file(output, force=force, inputs=[path]) as tmp:
+        n = db.export(tmp, fmt.value, device=device)
     out.print(f"wrote {n} records to {output}")
+
+
+def show(
+    store: Optional[Path] = StoreOpt,
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Only this device's records."),
+    fmt: SummaryFormat = typer.Option(SummaryFormat("table"), "--format", help="table, or json for scripts."),
+) -> None:
+    """Every workload in the store: one row each (median over its rounds), slowest first."""
+    from hwprof.measure.store import Store
+    from hwprof.measure.stats import combine
+
+    path = store or default_store()
+    if not path.is_file():
+        raise HwprofError(f"store {path} does not exist; measure first or pass --store")
+    groups: dict[tuple[str, str, str, str], list] = {}
+    with Store(path) as db:
+        for m in db.iter_records(device=device):
+            groups.setdefault((m.device, m.kind, m.space, m.key), []).append(m)
+    rows = sorted(((combine([m.samples_ms for m in ms]), ident, ms) for ident, ms in groups.items()), reverse=True)
+    if fmt.value == "json":
+        import json
+
+        typer.echo(json.dumps([
+            {"device": d, "kind": k, "space": sp, "key": key, "median_ms": v, "rounds": len(ms),
+             "flags": sorted({f for m in ms for f in m.flags})} for v, (d, k, sp, key), ms in rows
+        ]))
+        return
+    table = Table(title=f"{len(rows)} workloads in {path}", title_justify="left")
+    table.add_column("workload", overflow="fold", ratio=1, min_width=16)
+    for col in ("ms", "rounds", "device", "space", "flags"):
+        table.add_column(col, justify="right" if col in ("ms", "rounds") else "left")
+    for value, (d, k, sp, key), ms in rows:
+        table.add_row(key, f"{value:.4g}", str(len(ms)), d, sp or "-", ",".join(sorted({f for m in ms for f in m.flags})))
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
     app.command()(command(measure))
     app.command()(command(export))
+    app.command()(command(show))

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from hwprof.cli import choices, command, out
+from hwprof.cli.outputs import ForceOpt, check_output, output_file, quote
 from hwprof.errors import ConfigError, PredictorError
 from hwprof.latency.load import load_source
 from hwprof.predictors.evaluate import store_dataset
@@ -48,6 +49,49 @@ def _metrics_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     return t
 
 
+#: Fewest training rows per kind: below them a fit is meaningless (no spread to rank, no fold to validate).
+MIN_ROWS = {"lut": 1, "lut-calibrated": 2, "ridge": 2, "mlp": 10, "gbdt": 10, "transfer": 2, "auto": 10}
+
+
+def check_training_rows(kind: str, y: np.ndarray, archs, rows: np.ndarray) -> None:
+    """Refuse too few or non-positive rows for ``kind``; warn about rows far outside the rest and conflicting duplicates."""
+    from hwprof.errors import warn
+
+    need = MIN_ROWS.get(kind, 2)
+    if len(y) < need:
+        raise ConfigError(
+            f"--kind {kind} needs at least {need} training rows, got {len(y)}; measure more architectures "
+            "or use --kind lut with a table"
+        )
+    bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
+    if len(bad):
+        raise ConfigError(
+            f"latencies must be positive and finite; {len(bad)} row(s) are not (e.g. row {int(rows[bad[0]]) + 1}: "
+            f"{y[bad[0]]!r})"
+        )
+    if len(y) >= 5:
+        logy = np.log(y)
+        med = np.median(logy)
+        mad = np.median(np.abs(logy - med)) or 1e-12
+        far = np.flatnonzero(np.abs(logy - med) > max(10 * 1.4826 * mad, np.log(10)))
+        if len(far):
+            shown = ", ".join(f"row {int(rows[i]) + 1} ({y[i]:.4g} ms)" for i in far[:5])
+            warn(
+                f"{len(far)} training row(s) lie far outside the rest (median {np.exp(med):.4g} ms): {shown}; "
+                "check them, they pull the fit"
+            )
+    groups: dict[str, list[int]] = {}
+    for i in range(len(y)):
+        groups.setdefault(archs[int(rows[i])].encode(), []).append(i)
+    conflicts = [(k, g) for k, g in groups.items() if len(g) > 1 and y[g].max() > 2 * y[g].min()]
+    if conflicts:
+        k, g = conflicts[0]
+        warn(
+            f"{len(conflicts)} architecture(s) appear more than once with latencies over 2× apart, e.g. rows "
+            f"{', '.join(str(int(rows[i]) + 1) for i in g[:4])} ({', '.join(f'{y[i]:.4g}' for i in g[:4])} ms)"
+        )
+
+
 def fit_predictor(
     space: str = typer.Option(..., "--space", "-s", help="Search space."),
     kind: Kind = typer.Option(Kind("auto"), "--kind", help="Predictor kind."),
@@ -60,13 +104,14 @@ def fit_predictor(
     table: Optional[Path] = typer.Option(None, "--table", help="Latency table for lut / lut-calibrated."),
     prior: Optional[List[Path]] = typer.Option(None, "--prior", help="Prior predictor (transfer); repeatable."),
     train_size: Optional[int] = typer.Option(None, "--train-size", help="Train on N random rows, test on the rest."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split and the model."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the train/test split and the model."),
     recent: Optional[float] = typer.Option(
         None,
         "--recent",
         help="gbdt/mlp: fraction of the latest rows (file or store order = measurement order) "
         "that sets the level; 0 = off (default 0.1).",
     ),
+    force: bool = ForceOpt,
 ) -> None:
     """Fit a latency predictor and report its accuracy on held-out rows."""
 
@@ -75,6 +120,10 @@ def fit_predictor(
     from hwprof.predictors import make_predictor
     from hwprof.spaces import space as get_space
 
+    inputs = [data, store, table, *(prior or [])]
+    check_output(output, force=force, inputs=inputs)
+    if output.suffix not in (".json", ".npz"):
+        raise ConfigError(f"-o {quote(output)}: a predictor file ends in .json or .npz")
     sp = get_space(space)
     lut = load_table(table) if table else None
     if (data is None) == (store is None):
@@ -92,6 +141,10 @@ def fit_predictor(
         dev = device
     if not archs:
         raise ConfigError("no architectures with latencies to fit on")
+    if kind.value != "transfer" and prior:
+        raise ConfigError("--prior applies to --kind transfer")
+    if kind.value == "transfer" and not prior:
+        raise ConfigError("--kind transfer needs at least one --prior FILE (a predictor of another device)")
     params: dict[str, Any] = {"space": space, "device": dev}
     if kind.value in ("lut", "lut-calibrated") or (kind.value == "auto" and lut is not None):
         if lut is None:
@@ -118,8 +171,10 @@ def fit_predictor(
         tr, te = np.sort(order[:train_size]), np.sort(order[train_size:])
     else:
         tr, te = np.arange(len(archs)), np.arange(0)
+    check_training_rows(kind.value, y[tr], archs, tr)
     model = make_predictor(kind.value, **params).fit(X[tr], y[tr])
-    model.save(output)
+    with output_file(output, force=force, inputs=inputs) as tmp:
+        model.save(tmp)
     rows = [("train", metrics(y[tr], model.predict(X[tr])))]
     if len(te):
         rows.append(("held out", metrics(y[te], model.predict(X[te]))))
@@ -137,18 +192,23 @@ def evaluate_cmd(
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space (default: the model's)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a predicted-vs-measured scatter here."),
     fmt: OutputFormat = typer.Option(OutputFormat("table"), "--format", help="table or json."),
+    force: bool = ForceOpt,
 ) -> None:
     """Accuracy of a predictor or table on labelled architectures."""
 
-    from hwprof.predictors.evaluate import metrics, read_dataset, scatter_plot
+    from hwprof.predictors.evaluate import check_plot_path, metrics, read_dataset, scatter_plot
 
+    if plot is not None:
+        check_output(plot, force=force, inputs=[model_path, data], option="--plot")
+        check_plot_path(plot)
     model = load_source(model_path)
     sp = _model_space(model, space)
     archs, y, _ = read_dataset(data, sp, arch_column, target)
     pred = predict_with(model, sp, archs)
     m = metrics(y, pred)
     if plot is not None:
-        scatter_plot(y, pred, plot, title=f"{model_path.name} on {data.name}:{target}")
+        with output_file(plot, force=force, inputs=[model_path, data], option="--plot") as tmp:
+            scatter_plot(y, pred, tmp, title=f"{model_path.name} on {data.name}:{target}")
     if fmt.value == "json":
         typer.echo(json.dumps({"model": str(model_path), "data": str(data), "target": target, **m.to_dict()}))
     else:
@@ -162,6 +222,7 @@ def predict_cmd(
     arch_column: str = typer.Option("arch", "--arch-column", help="Column with architecture text."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space (default: the model's)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write predictions as CSV."),
+    force: bool = ForceOpt,
 ) -> None:
     """Predicted latency (ms) of architectures."""
 
@@ -169,6 +230,10 @@ def predict_cmd(
 
     from hwprof.predictors.evaluate import read_dataset
 
+    if output is not None:
+        check_output(output, force=force, inputs=[model_path, data])
+    if data is not None and archs:
+        raise ConfigError("give architectures as arguments or --data FILE, not both")
     model = load_source(model_path)
     sp = _model_space(model, space)
     if data is not None:
@@ -182,7 +247,8 @@ def predict_cmd(
     if output is not None:
         frame = frame.copy()
         frame["predicted_ms"] = pred
-        frame.to_csv(output, index=False)
+        with output_file(output, force=force, inputs=[model_path, data]) as tmp:
+            frame.to_csv(tmp, index=False)
         out.print(f"wrote {len(pred)} predictions to {output}")
     elif data is None:
         for p in pred:

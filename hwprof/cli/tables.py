@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hwprof.cli import choices, command, err, out
+from hwprof.cli.outputs import ForceOpt, check_output, output_file
 from hwprof.errors import ConfigError
 from hwprof.measure.stats import STATISTICS
 from hwprof.predictors import PREDICTOR_IMPORTERS
@@ -25,6 +26,7 @@ def lut_build(
     space: str = typer.Option(..., "--space", "-s", help="Space whose [L, K] cells must all be present."),
     output: Path = typer.Option(..., "-o", "--output", help="Table file to write (JSON)."),
     statistic: Statistic = typer.Option(Statistic("median"), "--statistic", help="Statistic of the raw samples."),
+    force: bool = ForceOpt,
 ) -> None:
     """Build a lookup table from the op records of one device."""
 
@@ -34,10 +36,12 @@ def lut_build(
 
     if not store.is_file():
         raise ConfigError(f"store {store} does not exist; run hwprof measure --ops first")
+    check_output(output, force=force, inputs=[store])
     sp = get_space(space)
     with Store(store) as st:
         table = build_table(st.records(device=device, kind="op"), sp, statistic.value, source=str(store))
-    table.save(output)
+    with output_file(output, force=force, inputs=[store]) as tmp:
+        table.save(tmp)
     t = Table("table", "entries", "constant (ms)", "device", "batch", "statistic", "runtime")
     t.add_row(str(output), str(len(table)), f"{table.constant_ms:.4g}", device, str(table.batch),
               statistic.value, str(table.metadata.get("runtime", "")))
@@ -48,12 +52,16 @@ def lut_export(
     table_path: Path = typer.Argument(..., help="Table file (hwprof JSON)."),
     fmt: ExportFormat = typer.Option(..., "--format", help="Format to write."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write."),
+    force: bool = ForceOpt,
 ) -> None:
     """Write a table in a format papers' code reads."""
 
     from hwprof.tables.table import load_table
 
-    EXPORTERS[fmt.value](load_table(table_path), output)
+    check_output(output, force=force, inputs=[table_path])
+    table = load_table(table_path)
+    with output_file(output, force=force, inputs=[table_path]) as tmp:
+        EXPORTERS[fmt.value](table, tmp)
     out.print(f"wrote {output} ({fmt.value})")
 
 
@@ -62,24 +70,33 @@ def import_cmd(
     file: Path = typer.Argument(..., help="Published table or predictor."),
     output: Path = typer.Option(..., "-o", "--output", help="hwprof table or predictor file to write."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name to record."),
-    batch: int = typer.Option(1, "--batch", help="Batch size the table was measured at (TF-NAS GPU: 32)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size the table was measured at (TF-NAS GPU: 32)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Import a published latency table or predictor."""
 
+    check_output(output, force=force, inputs=[file])
+    if not file.is_file():
+        raise ConfigError(f"{file} does not exist or is not a file")
     if fmt.value in PREDICTOR_IMPORTERS:
         kwargs = {"device": device} if device else {}
         pred = PREDICTOR_IMPORTERS[fmt.value](file, **kwargs)
-        pred.save(output)
+        with output_file(output, force=force, inputs=[file]) as tmp:
+            pred.save(tmp)
         out.print(f"wrote {output}: {pred.kind} predictor of space {pred.space} ({pred.metadata['device']})")
         return
     kwargs = {"device": device} if device else {}
     if fmt.value != "spnas-json":
         kwargs["batch"] = batch
     table = FORMATS[fmt.value].read(file, **kwargs)
-    table.save(output)
+    with output_file(output, force=force, inputs=[file]) as tmp:
+        table.save(tmp)
     dropped = table.metadata.get("unrepresentable") or []
     if dropped:
-        err.print(f"warning: {len(dropped)} entries have no hwprof op (e.g. {dropped[0]}); they were left out")
+        err.print(
+            f"hwprof: warning: {len(dropped)} entries have no hwprof op (e.g. {str(dropped[0])[:100]}); they were left out",
+            markup=False, highlight=False,
+        )
     out.print(f"wrote {output}: {len(table)} entries, constant {table.constant_ms:.4g} ms, space {table.space}")
 
 

@@ -38,12 +38,14 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 from hwprof import __version__
 from hwprof.artifacts.record import Artifact
-from hwprof.errors import ConfigError
+from hwprof.errors import ConfigError, unknown_keys
 
 #: hwprof's major.minor: the part of its version that enters a fingerprint (a patch release must not split a store).
 HWPROF_SERIES = ".".join(__version__.split(".")[:2])
 BUILTIN_DIR = Path(__file__).parents[1] / "device_configs"  # link to the top-level folder; a copy in a wheel
 ENTRY_POINT_GROUP = "hwprof.devices"
+#: Keys of a config's ``[device]`` table.
+DEVICE_KEYS = ("name", "description", "backend", "batch", "threads")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,10 @@ def parse_config(path: Path) -> DeviceConfig:
     dev = data.get("device")
     if not isinstance(dev, dict) or "backend" not in dev:
         raise ConfigError(f"{path}: needs a [device] table with a backend = \"...\" key")
+    unknown_keys(f"{path}: ", "device", dev, DEVICE_KEYS)
+    for table in ("backend", "tuning"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"{path}: [{table}] must be a table of key = value lines")
     for key in ("batch", "threads"):
         if not isinstance(dev.get(key, 1), int) or dev.get(key, 1) < 1:
             raise ConfigError(f"{path}: device.{key} must be a positive integer, got {dev.get(key)!r}")
@@ -179,11 +185,26 @@ def load_config(name: str | Path) -> DeviceConfig:
     return parse_config(files[str(name)])
 
 
+def check_backend_keys(config: DeviceConfig, cls: type) -> None:
+    """Refuse ``[backend]`` and ``[tuning]`` keys the backend does not read (a typo would do nothing).
+
+    A backend declares the keys it reads as class attributes ``OPTIONS`` and
+    ``TUNING`` (sequences of names); a backend that declares none is not checked.
+    """
+    where = f"{config.path}: " if config.path else ""
+    for table, given, attr in (("backend", config.options, "OPTIONS"), ("tuning", config.tuning, "TUNING")):
+        known = getattr(cls, attr, None)
+        if known is not None:
+            unknown_keys(where, table, given, known)
+
+
 def open_device(config: DeviceConfig | str | Path) -> Device:
-    """Instantiate the backend of ``config``."""
+    """Instantiate the backend of ``config``; unknown ``[backend]``/``[tuning]`` keys are a :class:`ConfigError`."""
     if not isinstance(config, DeviceConfig):
         config = load_config(config)
-    return load_backend(config.backend)(config)
+    cls = load_backend(config.backend)
+    check_backend_keys(config, cls)
+    return cls(config)
 
 
 __all__ = [
@@ -191,6 +212,7 @@ __all__ = [
     "Device",
     "DeviceConfig",
     "backends",
+    "check_backend_keys",
     "config_files",
     "load_backend",
     "load_config",

@@ -206,6 +206,9 @@ class AndroidDevice:
     """
 
     artifact_format = "tflite"
+    #: Keys of ``[backend]`` and ``[tuning]`` this backend reads (see :meth:`tune`).
+    OPTIONS: tuple[str, ...] = tuple(DEFAULTS)
+    TUNING: tuple[str, ...] = ("governor", "cores", "use_su")
 
     def __init__(self, config: DeviceConfig):
         self.config = config

@@ -35,6 +35,9 @@ class WorkerDevice:
 
     runtime = ""
     artifact_format = ""
+    #: Keys of ``[backend]`` (``env``: extra environment of the worker) and ``[tuning]`` this backend reads.
+    OPTIONS: tuple[str, ...] = ("env",)
+    TUNING: tuple[str, ...] = ()
     module = ""
     extra = ""
 

@@ -103,9 +103,27 @@ def _kind_name(source: Any) -> str:
     return "single-path-runtime" if meta.get("model") == "single-path-runtime" else "table"
 
 
+def _check_space(source: Any, space: Any) -> None:
+    """Refuse a table or predictor that names another space than the one asked for (as the CLI does)."""
+    if space is None:
+        return
+    name = getattr(source, "space", None)
+    if not isinstance(name, str):
+        meta = getattr(source, "metadata", None)
+        name = meta.get("space") if isinstance(meta, dict) else None
+    if isinstance(name, str) and name and name != getattr(space, "name", space):
+        from hwprof.errors import PredictorError
+
+        raise PredictorError(
+            f"the {_kind_name(source)} is for space {name[:100]!r}, not {getattr(space, 'name', space)!r}; "
+            "use the file made for this space, or omit space= to use the one it names"
+        )
+
+
 def _model(source: Any, space: Any, resolution: int | None, strict: bool) -> LatencyModel:
     if isinstance(source, LatencyModel):
         return source
+    _check_space(source, space)
     import torch
 
     if isinstance(source, torch.nn.Module):

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from hwprof.spaces import Arch, Space
 
 
+#: How far below 0 a weight may be (straight-through estimators can leave round-off of this size).
+WEIGHT_TOL = 1e-6
+
+
 class LatencyModel:
     """Base class: expected latency of architecture weights, latency of discrete architectures.
 
@@ -96,7 +100,7 @@ class LatencyModel:
 
     # -- checks ------------------------------------------------------------------
     def _check_weights(self, weights: torch.Tensor) -> None:
-        # runs on every expected() call: kept to a few attribute reads when all is well
+        # runs on every expected() call: one fused check and one read-back when all is well
         if not isinstance(weights, torch.Tensor):
             raise TypeError(f"weights must be a torch.Tensor [..., L, K], got {type(weights).__name__}")
         if weights.dim() not in (2, 3) or weights.shape[-2:] != self._shape:
@@ -104,17 +108,29 @@ class LatencyModel:
                 f"weights have shape {tuple(weights.shape)}; expected [L, K] or [B, L, K] with "
                 f"[L, K] = {list(self.mask.shape)}"
             )
+        w = weights.detach()
+        # weights are probabilities or indicators: finite and >= 0 (a tolerance for straight-through round-off)
+        wrong = (~(w >= -WEIGHT_TOL) | torch.isinf(w)).any()
         if self.strict and not self._all_legal:
-            illegal = self._illegal_like(weights)
-            if bool((weights.detach() * illegal).any()):
-                bad = np.argwhere((weights.detach().reshape(-1, *self.mask.shape).cpu().numpy() != 0) & ~self.mask)
-                _, layer, col = bad[0]
-                name = self.space.candidates[col] if self.space is not None else f"column {col}"
-                raise SpaceError(
-                    f"weights put mass on {name} at layer {layer}, which the layer does not have; "
-                    "build weights with model.masked_softmax / model.gumbel_softmax (or mask the logits), "
-                    "or construct the model with strict=False to ignore illegal columns"
-                )
+            wrong = wrong | (torch.nan_to_num(w) * self._illegal_like(weights)).any()
+        if not bool(wrong):  # the one read-back per call
+            return
+        arr = w.reshape(-1, *self.mask.shape).cpu().numpy()
+        if not np.isfinite(arr).all() or (arr < -WEIGHT_TOL).any():
+            _, layer, col = np.argwhere(~np.isfinite(arr) | (arr < -WEIGHT_TOL))[0]
+            value = arr.reshape(-1, *self.mask.shape)[:, layer, col]
+            value = value[~np.isfinite(value) | (value < -WEIGHT_TOL)][0]
+            raise SpaceError(
+                f"weights must be finite and non-negative (probabilities or indicators); layer {layer}, "
+                f"column {col} holds {float(value)!r}. Build them with model.masked_softmax / model.gumbel_softmax"
+            )
+        _, layer, col = np.argwhere((arr != 0) & ~self.mask)[0]
+        name = self.space.candidates[col] if self.space is not None else f"column {col}"
+        raise SpaceError(
+            f"weights put mass on {name} at layer {layer}, which the layer does not have; "
+            "build weights with model.masked_softmax / model.gumbel_softmax (or mask the logits), "
+            "or construct the model with strict=False to ignore illegal columns"
+        )
 
     def _illegal_like(self, weights: torch.Tensor) -> torch.Tensor:
         key = (weights.dtype, weights.device)

@@ -28,12 +28,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hwprof.devices import Device
-from hwprof.errors import DeviceError, FingerprintMismatchError, HwprofError
+from hwprof.errors import ConfigError, DeviceError, FingerprintMismatchError, HwprofError
 from hwprof.measure.records import Measurement, Workload, check_compatible, fingerprint_hash
 from hwprof.errors import warn
 from hwprof.artifacts.workload import ArtifactCache
 from hwprof.measure.protocol import Outcome, Plan, measure, plan_for
 from hwprof.spaces import Space
+from hwprof.measure.lock import StoreLock
 from hwprof.measure.store import Store
 
 
@@ -59,9 +60,30 @@ def op_workloads(
     return [Workload.of_op(op) for op in sorted(ops, key=lambda o: o.encode()) if op.kind != "skip"]
 
 
-def arch_workloads(space: Space, n: int, seed: int = 0, batch: int = 1) -> list[Workload]:
-    """``n`` random architectures of ``space`` (seeded), end to end."""
-    return [Workload.of_arch(space.name, a.encode(), batch) for a in space.sample(n, seed)]
+#: Most architectures one campaign may sample (a campaign of this size takes weeks already).
+MAX_ARCHS = 1_000_000
+
+
+def arch_workloads(
+    space: Space, n: int, seed: int = 0, batch: int = 1, limit: int | None = None
+) -> list[Workload]:
+    """``n`` random architectures of ``space`` (seeded), end to end.
+
+    With ``limit``, only the first ``limit`` of them are drawn: the sample is
+    sequential, so they are the same architectures ``n`` would start with,
+    and nothing beyond them is sampled.
+    """
+    if n < 0 or (limit is not None and limit < 0):
+        raise ConfigError(f"the number of architectures must be non-negative, got {min(n, limit or 0)}")
+    count = n if limit is None else min(n, limit)
+    if count > MAX_ARCHS:
+        raise ConfigError(f"{count} architectures is more than one campaign can take (at most {MAX_ARCHS}); use --limit")
+    return [Workload.of_arch(space.name, a.encode(), batch) for a in space.sample(count, seed)]
+
+
+def estimate_s(plan: Plan, workloads: int) -> float:
+    """Upper bound of a campaign's timing (s): every round of every workload at the protocol's caps."""
+    return workloads * (plan.max_time_s + plan.rounds * plan.warmup_s)
 
 
 @dataclass
@@ -113,6 +135,7 @@ def run_campaign(
     allow_new_fingerprint: bool = False,
     on_record: Callable[[Measurement | None, Workload], None] | None = None,
     on_plan: Callable[[CampaignReport], None] | None = None,
+    lock: bool = True,
 ) -> CampaignReport:
     """Measure every workload not yet in ``store`` (see the module docstring).
 
@@ -135,6 +158,11 @@ def run_campaign(
         round left of a workload that failed.
     on_plan : callable, optional
         Called once with the report before measuring starts (planned and skipped counts).
+    lock : bool
+        Take the store's writer lock (:class:`~hwprof.measure.lock.StoreLock`) for the
+        whole campaign, so a second campaign on the same store stops at once
+        with a message naming this one. The store is checked writable before
+        the first measurement either way.
 
     Returns
     -------
@@ -143,7 +171,24 @@ def run_campaign(
         :class:`DeviceError` (device gone after the backend's retries) or
         Ctrl-C stops the campaign cleanly: ``interrupted`` says why and every
         finished record is already in the store.
+
+    Raises
+    ------
+    StoreError
+        Before any timing: another campaign holds the store, or it cannot be written.
     """
+    holder = StoreLock(store.path) if lock else None
+    if holder is not None:
+        holder.acquire()
+    try:
+        store.check_writable()
+        return _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan)
+    finally:
+        if holder is not None:
+            holder.release()
+
+
+def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan) -> CampaignReport:
     plan = plan or plan_for(device.config)
     round_plan = plan.per_round()
     t0 = time.perf_counter()
@@ -179,6 +224,7 @@ def run_campaign(
     reference_ms: float | None = None
     drifting = False
     measured = 0
+    changes: list[float] = []
 
     def check_sentinel() -> None:
         nonlocal reference_ms, drifting
@@ -187,11 +233,10 @@ def run_campaign(
             reference_ms = median
             return
         change = median / reference_ms - 1
+        changes.append(change)
         drifting = abs(change) > plan.drift_tolerance
         if drifting:
-            note = f"sentinel {sentinel.key} moved {change:+.1%} after {measured} records"
-            report.drift.append(note)
-            warn(f"drift: {note}; let the device cool down or quiet the machine, then re-measure")
+            report.drift.append(f"sentinel {sentinel.key} moved {change:+.1%} after {measured} records")
 
     try:
         for b in range(0, len(order), plan.block):
@@ -248,4 +293,10 @@ def run_campaign(
         if tmp is not None:
             tmp.cleanup()
         report.wall_s = time.perf_counter() - t0
+    if report.drift:  # one warning for the campaign, with the range seen, not one per sentinel check
+        warn(
+            f"drift: the sentinel {sentinel.key[:60]} moved beyond ±{plan.drift_tolerance:.0%} in "
+            f"{len(report.drift)} of {len(changes)} checks (range {min(changes):+.1%} to {max(changes):+.1%}); "
+            "records taken meanwhile are flagged 'drift': let the device cool down or quiet the machine, then re-measure"
+        )
     return report

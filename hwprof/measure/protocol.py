@@ -40,6 +40,7 @@ whose clocks are pinned need 1. All are overridable from the device TOML
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping
@@ -69,8 +70,19 @@ class Plan:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"protocol.{f.name} must be a non-negative number, got {value!r}")
+            shown = repr(value)[:100]
+            if isinstance(f.default, int) and not isinstance(f.default, bool):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ConfigError(f"protocol.{f.name} must be a whole number, got {shown}")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ConfigError(f"protocol.{f.name} must be a finite number, got {shown}")
+            if value < 0:
+                raise ConfigError(f"protocol.{f.name} must be non-negative, got {shown}")
+        if not 0 < self.target_ci < 1:
+            raise ConfigError(
+                f"protocol.target_ci must be in (0, 1) (0.01 = ±1%), got {self.target_ci!r}; "
+                "to time a fixed count instead, set min_runs = max_runs"
+            )
         for name in ("chunk", "max_runs", "rounds", "block"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"protocol.{name} must be at least 1, got {getattr(self, name)!r}")

@@ -19,7 +19,9 @@ Schema versions
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -134,6 +136,29 @@ class Store:
             self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     # -- writing ---------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise :class:`StoreError` unless a record could be committed now (called before any timing).
+
+        A file without any write permission bit counts as read-only even for
+        root: someone made it so on purpose.
+        """
+        mode = self.path.stat().st_mode
+        if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(self.path, os.W_OK):
+            raise StoreError(
+                f"the store {self.path} is read-only ({stat.filemode(mode)}); make it writable "
+                "(chmod u+w) or pass another --store"
+            )
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"the folder of the store {self.path} is not writable (SQLite needs its journal there)")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('write_check', '1')")
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store {self.path} cannot be written ({exc}); pass another --store") from None
+        finally:
+            if self._db.in_transaction:
+                self._db.rollback()
+
     def add(self, m: Measurement) -> int:
         """Append one record and commit it; returns its row id."""
         row = (
@@ -149,12 +174,18 @@ class Store:
             json.dumps(list(m.flags)),
             float(m.timestamp),
         )
-        with self._db:
-            cur = self._db.execute(
-                "INSERT INTO records (kind, key, space, device, fingerprint_hash, fingerprint, environment, "
-                "samples_ms, warmup, flags, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+        try:
+            with self._db:
+                cur = self._db.execute(
+                    "INSERT INTO records (kind, key, space, device, fingerprint_hash, fingerprint, environment, "
+                    "samples_ms, warmup, flags, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"could not save the record of {m.key[:80]} to {self.path} ({exc}; disk full?); "
+                "every earlier record is kept: free space and re-run to resume"
+            ) from None
         return int(cur.lastrowid)
 
     # -- reading ---------------------------------------------------------------

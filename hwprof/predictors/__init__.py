@@ -70,10 +70,22 @@ def predictor_from_document(doc: Mapping[str, Any]) -> Predictor:
     for key in ("hidden", "kinds"):
         if isinstance(params.get(key), list):
             params[key] = tuple(params[key])
-    pred = make_predictor(kind, **params)
-    pred._load_state(doc["state"])
-    pred.n_features_in_ = int(doc["n_features_in"])
-    pred.n_train_ = int(doc.get("n_train", 0))
+    header = doc.get("space")
+    if header is not None and params.get("space") is not None and header != params["space"]:
+        raise PredictorError(
+            f"the predictor file names space {str(header)[:60]!r} but was fitted for {str(params['space'])[:60]!r}; "
+            "it was edited: re-fit it with hwprof fit-predictor"
+        )
+    try:
+        pred = make_predictor(kind, **params)
+        pred._load_state(doc["state"])
+        pred.n_features_in_ = int(doc["n_features_in"])
+        pred.n_train_ = int(doc.get("n_train", 0))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, PredictorError) as exc:
+        raise PredictorError(
+            f"the {kind} predictor file does not hold a {kind} model's state ({type(exc).__name__}: {str(exc)[:100]}); "
+            "was its 'kind' edited? Re-fit it with hwprof fit-predictor"
+        ) from None
     pred.device_ = str(doc.get("device", ""))
     pred.training_sha256_ = str(doc.get("training_sha256", ""))
     if pred.space_.num_layers * pred.space_.max_choices != pred.n_features_in_:

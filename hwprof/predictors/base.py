@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
@@ -282,8 +283,10 @@ def read_document(path: str | Path) -> dict[str, Any]:
                 doc = _decode(json.loads(str(z["__meta__"])), arrays)
         else:
             doc = _decode(json.loads(path.read_text()), None)
-    except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
-        raise PredictorError(f"{path} is not an hwprof predictor file ({type(exc).__name__}: {exc})") from None
+    except (ValueError, KeyError, OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:
+        raise PredictorError(
+            f"{path} is not an hwprof predictor file, or is truncated ({type(exc).__name__}: {str(exc)[:100]})"
+        ) from None
     return check_document(doc, path)
 
 

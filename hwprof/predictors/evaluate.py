@@ -104,10 +104,42 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data file {path} does not exist")
-    if path.suffix in (".parquet", ".pq"):
-        require("pyarrow", "parquet")
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    if path.suffix not in (".parquet", ".pq"):
+        with open(path, "rb") as fh:
+            if b"\x00" in fh.read(8192):
+                raise ConfigError(f"data file {path} is not text (binary); give a CSV or Parquet file")
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            require("pyarrow", "parquet")
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"data file {path} is empty; it needs a header line and one row per architecture") from None
+    except pd.errors.ParserError as exc:
+        raise ConfigError(
+            f"data file {path} is not well-formed CSV ({str(exc).strip()[:100]}); quote fields that contain commas"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"data file {path} is not text (binary or not UTF-8); give a CSV or Parquet file") from None
+    except ImportError:
+        raise
+    except Exception as exc:  # pyarrow and friends raise their own types for a corrupt file
+        raise ConfigError(f"data file {path} cannot be read ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if frame.empty:
+        raise ConfigError(f"data file {path} has a header but no rows")
+    return frame
+
+
+#: File types matplotlib writes (checked before any work, so a bad --plot fails fast).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps", ".pgf")
+
+
+def check_plot_path(path: str | Path) -> None:
+    """Refuse a plot file name whose suffix matplotlib cannot write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_SUFFIXES:
+        raise ConfigError(f"--plot {str(path)[:100]!r}: cannot write {suffix or 'a file without suffix'}; use one of {', '.join(PLOT_SUFFIXES)}")
 
 
 def read_dataset(

@@ -115,6 +115,11 @@ class Arch:
         return self.encode()
 
 
+def _short(text: str, limit: int = 100) -> str:
+    """``repr`` of ``text``, cut to about ``limit`` characters for messages."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 20]) + f"... ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class Space:
     """A search space (see ``SPACES.md``).
@@ -333,6 +338,12 @@ class Space:
         """Parse the text form; raises :class:`SpaceError` naming what is wrong."""
         if not isinstance(text, str):
             raise SpaceError(f"an architecture is a string, got {type(text).__name__}")
+        limit = 64 * (self.num_layers + 2)  # generous: a candidate name with a width is under 20 characters
+        if len(text) > limit:
+            raise SpaceError(
+                f"architecture text of {len(text)} characters ({text[:40]!r}...) is longer than any architecture "
+                f"of {self.name} ({self.num_layers} layers, at most {limit} characters)"
+            )
         text = text.strip()
         resolution = None
         if ":" in text:
@@ -364,7 +375,7 @@ class Space:
         if len(arch.choices) != self.num_layers:
             raise SpaceError(
                 f"{self.name} has {self.num_layers} searchable layers, got {len(arch.choices)} "
-                f"in {arch.encode()!r}"
+                f"in {_short(arch.encode())}"
             )
         if self.elastic_resolution and arch.resolution is None:
             raise SpaceError(f"{self.name} needs a resolution prefix r<res>: (one of {_ranges(self.resolutions)})")

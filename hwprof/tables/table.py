@@ -53,6 +53,10 @@ def layer_key(layer: int, candidate: str) -> str:
     return f"layer{layer}:{candidate}"
 
 
+#: Largest latency a table entry may hold (ms, about 17 minutes): anything above is a unit or file error.
+MAX_ENTRY_MS = 1e6
+
+
 @dataclass(frozen=True)
 class LatencyTable:
     """Latency per key (ms) of one device, plus the constant of the fixed layers.
@@ -78,9 +82,18 @@ class LatencyTable:
         keyed = self.metadata.get("keyed", KEYED_OP)
         if keyed not in (KEYED_OP, KEYED_LAYER):
             raise ConfigError(f"table metadata keyed={keyed!r}; allowed: {KEYED_OP}, {KEYED_LAYER}")
+        # A published table may hold differences of two measurements, slightly below 0 (TF-NAS's pickle):
+        # its importer says so in the metadata; anywhere else a negative latency is a file error.
+        low = -MAX_ENTRY_MS if self.metadata.get("negative_entries") else 0.0
         for k, v in self.entries.items():
-            if not isinstance(v, (int, float)) or not np.isfinite(v):
-                raise ConfigError(f"table entry {k!r} is {v!r}; latencies must be finite numbers in ms")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or not low <= v <= MAX_ENTRY_MS:
+                raise ConfigError(
+                    f"table entry {str(k)[:100]!r} is {repr(v)[:100]}; latencies must be numbers in ms "
+                    f"from {low:g} to {MAX_ENTRY_MS:g}"
+                )
+        c = self.constant_ms
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not np.isfinite(c) or abs(c) > MAX_ENTRY_MS:
+            raise ConfigError(f"table constant_ms is {repr(c)[:100]}; it must be a finite number of ms")
 
     # -- metadata ----------------------------------------------------------------
     @property
@@ -271,11 +284,18 @@ def table_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> LatencyT
     entries = data.get("entries")
     if not isinstance(entries, Mapping):
         raise ConfigError(f"{source}: 'entries' must be an object of key → ms")
-    return LatencyTable(
-        {str(k): float(v) for k, v in entries.items()},
-        float(data.get("constant_ms", 0.0)),
-        dict(data.get("metadata", {})),
-    )
+    constant = data.get("constant_ms", 0.0)
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, Mapping):
+        raise ConfigError(f"{source}: 'metadata' must be an object")
+    try:
+        return LatencyTable(
+            {str(k): (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in entries.items()},
+            float(constant) if isinstance(constant, int) and not isinstance(constant, bool) else constant,
+            dict(metadata),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{str(source)[:100]}: {exc}") from None
 
 
 def load_table(path: str | Path) -> LatencyTable:

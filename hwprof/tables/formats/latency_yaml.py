@@ -24,7 +24,7 @@ def _yaml_ops(key: str, style: str, batch: int) -> dict[OpSpec, float] | None:
     """Ops of one YAML key with the share of the entry's latency each gets (1 or 0)."""
     m = _YAML_KEY.match(key)
     if m is None:
-        raise ConfigError(f"bad latency-table key {key!r}; expected <type>-input:HxWxC-output:HxWxC[-name:int...]")
+        raise ConfigError(f"bad latency-table key {_short(key)}; expected <type>-input:HxWxC-output:HxWxC[-name:int...]")
     kind, inp, out = m.group("type"), _shape(m.group("inp")), _shape(m.group("out"))
     attrs = {k: int(v) for k, v in re.findall(r"-(\w+):(\d+)", m.group("rest"))}
     act = "relu6" if style == "proxylessnas" else "hswish"
@@ -56,12 +56,36 @@ def _yaml_ops(key: str, style: str, batch: int) -> dict[OpSpec, float] | None:
     return {op: 1.0}
 
 
+def _no_alias_loader(yaml):
+    """A ``SafeLoader`` that refuses aliases (``*name``).
+
+    Latency tables never need them, and nested aliases expand exponentially:
+    a few hundred bytes can stand for gigabytes (a "billion laughs" file).
+    """
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "YAML aliases (*name) are not allowed in a latency table", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:80] + f"... ({len(text)} characters)"
+
+
 def _import_yaml(path: str | Path, style: str, device: str, batch: int, space: str) -> LatencyTable:
     yaml = require("yaml", "yaml")
     try:
-        data = yaml.safe_load(read_file(path))
+        data = yaml.load(read_file(path), Loader=_no_alias_loader(yaml))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not YAML ({exc})") from None
+        raise ConfigError(f"{path} is not a latency YAML ({' '.join(str(exc).split())[:160]})") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of layer keys to latencies")
     entries: dict[str, float] = {}
@@ -69,7 +93,7 @@ def _import_yaml(path: str | Path, style: str, device: str, batch: int, space: s
     for key, value in data.items():
         ms = value.get("mean") if isinstance(value, Mapping) else value
         if not isinstance(ms, (int, float)):
-            raise ConfigError(f"{path}: entry {key!r} has no numeric 'mean' (got {value!r})")
+            raise ConfigError(f"{path}: entry {_short(key)} has no numeric 'mean' (got {_short(value)})")
         ops = _yaml_ops(str(key), style, batch)
         if ops is None:
             dropped.append(str(key))

@@ -38,11 +38,16 @@ def safe_pickle_loads(data: bytes) -> Any:
     except ConfigError:
         raise
     except Exception as exc:  # a truncated or non-pickle file
-        raise ConfigError(f"cannot read pickle ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"cannot read pickle ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 def read_file(path: str | Path, mode: str = "r"):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist or is not a file")
-    return path.read_bytes() if mode == "rb" else path.read_text()
+    try:
+        return path.read_bytes() if mode == "rb" else path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (binary, e.g. a pickle?); check the format name") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -41,4 +41,6 @@ def import_tfnas_pickle(path: str | Path, batch: int = 1, device: str = "", spac
             entries[op.encode()] = float(ms)
     meta = {"device": device, "batch": batch, "statistic": "", "runtime": "", "space": space,
             "source": f"TF-NAS pickle {Path(path).name}", "keyed": KEYED_OP}
+    if any(v < 0 for v in entries.values()):
+        meta["negative_entries"] = True  # TF-NAS's entries are differences of measurements; some are below 0
     return LatencyTable(entries, float(data["base"]), meta)
