@@ -94,6 +94,11 @@ def test_search_text_json_and_out_dir_agree(app, fake_registry, table_file, tmp_
     with (out / "trace.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(report.trace) == 3 and float(rows[0]["latency_ms"]) == report.trace[0]["latency_ms"]
+    before = (out / "report.json").read_bytes()
+    again = _search(app, *base, "--out", str(out))  # the run's files exist: refused before any search
+    _one_line_error(again, "--force")
+    assert (out / "report.json").read_bytes() == before
+    assert _search(app, *base, "--out", str(out), "--force").exit_code == 0
     pytest.importorskip("matplotlib")
     assert (out / "latency_loss.png").stat().st_size > 1000
 

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from hwprof.cli import choices, command, err, out
+from hwprof.cli.outputs import ForceOpt, check_output, output_file
 from hwprof.errors import ConfigError, HwprofError
 
 OutputFormat = choices("SearchFormat", ("text", "json"))
@@ -300,17 +301,40 @@ def plot_trace(trace: list[dict], path: Path) -> bool:
     return True
 
 
-def write_outputs(result: Any, out_dir: Path) -> list[Path]:
-    """``report.json``, ``trace.csv``, ``arch.txt`` and (with matplotlib) ``latency_loss.png`` in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "report.json", out_dir / "trace.csv", out_dir / "arch.txt"]
-    written[0].write_text(result.to_json() + "\n")
-    write_trace_csv(result.trace, written[1])
-    written[2].write_text(result.arch + "\n")
-    png = out_dir / "latency_loss.png"
-    if plot_trace(result.trace, png):
-        written.append(png)
+#: Files ``search --out DIR`` writes.
+OUT_FILES = ("report.json", "trace.csv", "arch.txt", "latency_loss.png")
+
+
+def write_outputs(result: Any, out_dir: Path, force: bool = False, inputs: tuple = ()) -> list[Path]:
+    """``report.json``, ``trace.csv``, ``arch.txt`` and (with matplotlib) ``latency_loss.png`` in ``out_dir``.
+
+    Each goes through :func:`hwprof.cli.outputs.output_file`: atomic, and an
+    existing file is replaced only with ``force``.
+    """
+    writers = {
+        "report.json": lambda p: p.write_text(result.to_json() + "\n"),
+        "trace.csv": lambda p: write_trace_csv(result.trace, p),
+        "arch.txt": lambda p: p.write_text(result.arch + "\n"),
+        "latency_loss.png": lambda p: plot_trace(result.trace, p),
+    }
+    written = []
+    for name in OUT_FILES:
+        if name == "latency_loss.png" and not _plottable(result.trace):
+            continue
+        with output_file(out_dir / name, force=force, inputs=inputs) as tmp:
+            writers[name](tmp)
+        written.append(out_dir / name)
     return written
+
+
+def _plottable(trace: list[dict]) -> bool:
+    """Whether :func:`plot_trace` has matplotlib and something to plot."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    keys = {k for r in trace for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return "latency_ms" in keys or any("loss" in k or k.endswith("_ce") for k in keys)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -364,6 +388,7 @@ def search(
         None, "--out", "-o", help="Write report.json, trace.csv, arch.txt and latency_loss.png here."
     ),
     fmt: OutputFormat = typer.Option(OutputFormat("text"), "--format", help="text or json (the report)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Search an architecture for a latency target with one of the registered searchers."""
     import hwprof
@@ -372,6 +397,10 @@ def search(
     from searchers.base import Budget, SearchError
 
     cls = searchers.get(searcher)
+    inputs = (latency, Path(task[4:]) if task.startswith("npz:") else None)
+    if out_dir is not None:
+        for name in OUT_FILES:
+            check_output(out_dir / name, force=force, inputs=inputs, option="--out")
     sp = hwprof.space(space or cls.default_space)
     cons = parse_constraint(constraint) if constraint else None
     params = parse_sets(cls, set_)
@@ -424,7 +453,7 @@ def search(
             the_task, sp, lat, target_ms=target_ms, constraint=cons, budget=the_budget, seed=seed, callback=callback
         )
     if out_dir is not None:
-        written = write_outputs(result, out_dir)
+        written = write_outputs(result, out_dir, force=force, inputs=inputs)
         err.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", highlight=False)
     if fmt.value == "json":
         out.print(result.to_json(), markup=False, highlight=False, soft_wrap=True)
