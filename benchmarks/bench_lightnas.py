@@ -31,10 +31,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import hwprof  # noqa: E402
-from searchers.base import Budget  # noqa: E402
-from searchers.lightnas import LightNAS, OFFICIAL  # noqa: E402
-from searchers.testing import StandInTask  # noqa: E402
+import itertools
+
+import hwprof
+from searchers.base import Budget
+from searchers.lightnas import OFFICIAL, LightNAS
+from searchers.testing import StandInTask
 
 TARGETS_MS = (20.0, 22.0, 24.0, 26.0, 28.0, 30.0)
 PROXY_TARGETS_MS = (20.0, 25.0, 30.0)
@@ -53,7 +55,7 @@ def _grid(label: str, params: dict, space: Any, lat: Any, targets, seeds) -> lis
             errors.setdefault(t, []).append(r.error)
             fits.append(s)
             print(f"  {t:4.0f}  {seed:4d}  {r.latency_ms:9.3f}  {100 * r.error:+6.2f} %  {s.lambda_:+9.4f}  "
-                  f"{str(s.first_within_1pct_step_):>15s}  {str(s.landed_step_):>10s}  {time.perf_counter() - t0:5.1f}")
+                  f"{s.first_within_1pct_step_!s:>15s}  {s.landed_step_!s:>10s}  {time.perf_counter() - t0:5.1f}")
     flat = np.abs([e for v in errors.values() for e in v])
     print("  per target, median |error|: " + ", ".join(
         f"{t:.0f} ms {100 * statistics.median(np.abs(v)):.2f} %" for t, v in errors.items()))
@@ -121,12 +123,14 @@ def _proxy(args: argparse.Namespace, space: Any, lat: Any) -> None:
         r = s.fit_search(task, space, lat, target_ms=t, budget=budget, seed=args.seed)
         wall = time.perf_counter() - t0
         results.append(r)
-        print(f"  T {t:4.0f} ms: {r.latency_ms:7.3f} ms ({100 * r.error:+.2f} %), λ {s.lambda_:+.4f}, "
-              f"η_λ {s.eta_lambda_used_:.4g}, {s.epochs_} epochs ({s.freeze_epochs_} frozen), "
-              f"{s.run_alpha_steps_} α steps, test acc {100 * r.proxy['test_accuracy']:.1f} %, {wall:.0f} s")
+        print(f"  T {t:4.0f} ms: {r.latency_ms:7.3f} ms ({100 * r.error:+.2f} %); argmax α at "
+              f"{s.argmax_latency_ms_:.3f} ms ({100 * (s.argmax_latency_ms_ / t - 1):+.2f} %), {s.layers_changed_} "
+              f"layer(s) changed by the landing derivation; λ {s.lambda_:+.4f}, η_λ {s.eta_lambda_used_:.4g}, "
+              f"{s.epochs_} epochs ({s.freeze_epochs_} frozen), {s.run_alpha_steps_} α steps, "
+              f"test acc {100 * r.proxy['test_accuracy']:.1f} %, {wall:.0f} s")
         print(f"    arch {r.arch}")
     lats = [r.latency_ms for r in results]
-    print(f"  ordered like the targets: {all(a < b for a, b in zip(lats, lats[1:]))}; "
+    print(f"  ordered like the targets: {all(a < b for a, b in itertools.pairwise(lats))}; "
           f"all within ±2.5 %: {all(abs(r.error) <= 0.025 for r in results)}")
     print("  deviations of the last report:")
     for d in results[-1].deviations:

@@ -36,10 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import hwprof  # noqa: E402
-from searchers.base import Budget  # noqa: E402
-from searchers.proxylessnas import ProxylessNAS  # noqa: E402
-from searchers.testing import StandInTask  # noqa: E402
+import itertools
+
+import hwprof
+from searchers.base import Budget
+from searchers.proxylessnas import ProxylessNAS
+from searchers.testing import StandInTask
 
 T_MS = 80.0
 #: α learning rate of the stand-in sweeps: their ≈360 α steps stand for the paper's ≈115 000.
@@ -91,7 +93,7 @@ def _sweep_lambda(space: Any, lut: Any, seeds, epochs: int) -> None:
             lats.append(r.latency_ms)
             print(f"   {seed:4d}  {lam:4.1f}  {r.latency_ms:10.2f}  {r.proxy['expected_ms']:7.2f}    "
                   f"{m1:2d} / {m2:2d} of {space.num_layers}")
-        mono = all(a >= b for a, b in zip(lats, lats[1:]))
+        mono = all(a >= b for a, b in itertools.pairwise(lats))
         print(f"   seed {seed}: non-increasing in λ: {mono}; λ=0 / λ=3 latency ratio {lats[0] / lats[-1]:.2f}")
 
 
@@ -107,7 +109,7 @@ def _sweep_beta(space: Any, lut: Any, seeds, epochs: int) -> None:
             rows.append((beta, r.latency_ms, r.proxy["expected_ms"]))
         lats = [x[1] for x in rows]
         print(f"   seed {seed}: " + ", ".join(f"β {b:.1f}: {l:.2f} ms (E {e:.2f})" for b, l, e in rows)
-              + f"; non-increasing: {all(a >= b for a, b in zip(lats, lats[1:]))}")
+              + f"; non-increasing: {all(a >= b for a, b in itertools.pairwise(lats))}")
 
 
 def _reinforce(space: Any, lut: Any, seed: int, epochs: int) -> None:

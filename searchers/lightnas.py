@@ -51,7 +51,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, ClassVar, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -59,8 +60,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hwprof import objectives
-from searchers.base import Budget, SearchError, Searcher, SearchResult, require_latency
-from searchers.supernet import accuracy, make_supernet, recalibrate_bn
+from searchers.base import Budget, Searcher, SearchError, SearchResult, require_latency
+from searchers.supernet import derived_accuracy, make_supernet
 
 #: The released schedule: 90 epochs, the first 10 with α frozen, ≈ 40 α steps per search epoch.
 PAPER_EPOCHS = 90
@@ -317,7 +318,7 @@ class LightNAS(Searcher):
         net = make_supernet(task, space, width_mult=self.width_mult, resolution=self.resolution)
         mask_t = torch.as_tensor(np.asarray(space.mask, dtype=bool))
         epochs, last_epoch_steps = self._epochs(budget, task, net)
-        freeze_epochs = int(round(epochs * self.freeze_fraction))
+        freeze_epochs = round(epochs * self.freeze_fraction)
         if epochs - freeze_epochs < 1:
             freeze_epochs = epochs - 1
         n_a = task.steps_per_epoch("arch", self.batch_size)
@@ -487,7 +488,7 @@ class LightNAS(Searcher):
             raise SearchError(f"lightnas derive must be 'landing' or 'argmax', got {self.derive!r}")
         self.argmax_latency_ms_ = float(self.latency_.score(top[None])[0])
         self.layers_changed_ = int((idx != top).sum())
-        acc = _path_test_accuracy(self.supernet_, task, idx, self.batch_size, self.seed_)
+        acc = derived_accuracy(self.supernet_, idx, task, self.batch_size, self.seed_)
         proxy = {"task": getattr(task, "name", type(task).__name__), "resolution": getattr(task, "resolution", None),
                  "width_mult": self.width_mult, "classes": getattr(task, "classes", None), "test_accuracy": acc,
                  "epochs": self.epochs_, "freeze_epochs": self.freeze_epochs_, "alpha_steps": self.run_alpha_steps_,
@@ -555,7 +556,6 @@ def land_on_target(log_p: np.ndarray, lat: Any, target_ms: float, tol_ms: float,
         The argmax itself when it is already inside the band; the closest
         architecture found when the band is not reached within ``max_steps``.
     """
-    L, K = log_p.shape
     legal = np.isfinite(log_p)
     idx = log_p.argmax(1).astype(np.int64)
     cur = float(lat.score(idx[None])[0])
@@ -592,14 +592,6 @@ def _gumbel_keys(alpha: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
     tiny = torch.finfo(alpha.dtype).tiny
     g = -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
     return (alpha + g).masked_fill(~mask, float("-inf"))
-
-
-def _path_test_accuracy(net: Any, task: Any, idx: np.ndarray, batch_size: int, seed: int) -> float:
-    """Test accuracy of the path ``idx`` with inherited weights, after re-estimating its BatchNorm statistics
-    on the architecture split (the supernet's running statistics mix every path; the released code validates
-    with batch statistics instead)."""
-    recalibrate_bn(net, idx, task.batches("arch", batch_size, generator=torch.Generator().manual_seed(seed)))
-    return accuracy(net, idx, task.x_test, task.y_test)
 
 
 def _argmax(alpha: Tensor, mask: Tensor) -> np.ndarray:

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,8 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hwprof import objectives
-from searchers.base import Budget, SearchError, Searcher, SearchResult, require_latency
-from searchers.supernet import accuracy, make_supernet, recalibrate_bn
+from searchers.base import Budget, Searcher, SearchError, SearchResult, require_latency
+from searchers.supernet import derived_accuracy, make_supernet
 
 PAPER_WARMUP_EPOCHS = 40
 PAPER_SEARCH_EPOCHS = 120
@@ -359,9 +360,9 @@ class ProxylessNAS(Searcher):
         self._probs: Tensor | None = None
 
         total = self._total_steps(budget, task, net)
-        warm = int(round(total * self.warmup_fraction))
+        warm = round(total * self.warmup_fraction)
         search = total - warm
-        first_epoch = int(round(search / PAPER_SEARCH_EPOCHS)) if self.skip_first_search_epoch else 0
+        first_epoch = round(search / PAPER_SEARCH_EPOCHS) if self.skip_first_search_epoch else 0
         every = self.rl_update_every if self.mode == "reinforce" else self.arch_update_every
         self.total_steps_, self.warmup_steps_ = total, warm
         self.arch_steps_ = sum(1 for i in range(first_epoch, search) if (i + 1) % every == 0)
@@ -561,7 +562,7 @@ class ProxylessNAS(Searcher):
             raise SearchError(f"this ProxylessNAS run was fitted for {self.target_ms_} ms; fit again for another target")
         space, task = self.space_, self.task_
         idx = _argmax(self.alpha_, space.mask)
-        acc = _path_test_accuracy(self.supernet_, task, idx, self.batch_size, self.seed_)
+        acc = derived_accuracy(self.supernet_, idx, task, self.batch_size, self.seed_)
         e_ms = float(self.expected_latency()) if hasattr(self.latency_, "expected") else None
         proxy = {"task": getattr(task, "name", type(task).__name__), "resolution": getattr(task, "resolution", None),
                  "width_mult": self.width_mult, "classes": getattr(task, "classes", None), "test_accuracy": acc,
@@ -593,14 +594,6 @@ def _endless(task: Any, split: str, batch_size: int, gen: torch.Generator) -> It
     """Batches of ``split`` forever, one shuffled pass after another (``valid_next_batch``)."""
     while True:
         yield from task.batches(split, batch_size, generator=gen)
-
-
-def _path_test_accuracy(net: Any, task: Any, idx: np.ndarray, batch_size: int, seed: int) -> float:
-    """Test accuracy of the path ``idx`` with inherited weights, after re-estimating its BatchNorm statistics
-    on the architecture split (the supernet's running statistics mix every path; the released code validates
-    with batch statistics instead)."""
-    recalibrate_bn(net, idx, task.batches("arch", batch_size, generator=torch.Generator().manual_seed(seed)))
-    return accuracy(net, idx, task.x_test, task.y_test)
 
 
 def _argmax(alpha: Tensor, mask: Any) -> np.ndarray:

@@ -287,6 +287,15 @@ def accuracy(net: nn.Module, indices: Any, x: Tensor, y: Tensor, batch_size: int
     return correct / max(1, len(y))
 
 
+def derived_accuracy(net: nn.Module, indices: Any, task: Any, batch_size: int, seed: int,
+                     max_batches: int | None = None) -> float:
+    """Test accuracy of the path ``indices`` with inherited weights, after re-estimating its BatchNorm
+    statistics on the task's architecture split (a supernet's running statistics mix every path)."""
+    batches = task.batches("arch", batch_size, generator=torch.Generator().manual_seed(seed))
+    recalibrate_bn(net, indices, batches, max_batches=max_batches)
+    return accuracy(net, indices, task.x_test, task.y_test)
+
+
 def make_supernet(
     task: Any, space: Any, *, width_mult: float | None = None, resolution: int | None = None,
     classes: int | None = None,
@@ -316,5 +325,6 @@ __all__ = [
     "make_supernet",
     "proxy_channels",
     "proxy_choice_ops",
+    "derived_accuracy",
     "recalibrate_bn",
 ]

@@ -193,7 +193,7 @@ def test_b2_derived_latency_is_non_increasing_in_beta(space, lut):
 
 def test_b3_reinforce_reward_rises_and_the_latency_factor_lowers_latency(space, lut):
     task = StandInTask(space, seed=0, strength=1.0, noise=0.5, quality="linear", steps_per_epoch=40)
-    kw = dict(mode="reinforce", arch_lr=0.05, rl_update_every=2)
+    kw = {"mode": "reinforce", "arch_lr": 0.05, "rl_update_every": 2}
     s = ProxylessNAS(**kw).fit(task, space, lut, target_ms=80.0, budget=Budget(epochs=20), seed=0)
     r = s.rewards_
     k = max(1, len(r) // 10)

@@ -33,7 +33,6 @@ columns exactly zero weight.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any

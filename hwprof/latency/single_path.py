@@ -27,9 +27,8 @@ forward the exact 0/1 decision, backward ``sigmoid'(x)``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
