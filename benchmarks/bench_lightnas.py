@@ -163,14 +163,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs, smaller budgets (smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    args.data = REPO / "data"
-    args.shared_data = REPO.parent / "shared" / "data"
-    run(args)
-    return 0
+    """Run this benchmark alone, through :mod:`bench_searchers` (same options)."""
+    from bench_searchers import main as run_benchmarks
+
+    return run_benchmarks(["--only", "lightnas", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

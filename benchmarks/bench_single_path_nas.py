@@ -124,15 +124,10 @@ def _plot(curves: dict[tuple[float, int], np.ndarray], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, two λ, 40 steps (smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.data = REPO / "data"
-    args.shared_data = REPO.parent / "shared" / "data"
-    run(args)
-    return 0
+    """Run this benchmark alone, through :mod:`bench_searchers` (same options)."""
+    from bench_searchers import main as run_benchmarks
+
+    return run_benchmarks(["--only", "single_path_nas", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -239,16 +239,10 @@ def run(args: argparse.Namespace | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer seed nets, shorter runs (smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.shared_data = REPO.parent / "shared" / "data"
-    t = time.perf_counter()
-    run(args)
-    print(f"\ntotal {time.perf_counter() - t:.1f} s wall")
-    return 0
+    """Run this benchmark alone, through :mod:`bench_searchers` (same options)."""
+    from bench_searchers import main as run_benchmarks
+
+    return run_benchmarks(["--only", "tfnas", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

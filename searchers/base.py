@@ -104,6 +104,33 @@ def exponential(start: float, factor_per_paper_unit: float, paper_units: float) 
     return lambda p: start * factor_per_paper_unit ** (min(max(p, 0.0), 1.0) * paper_units)
 
 
+def budget_epochs(budget: Budget, steps_per_epoch: int, step_seconds: Callable[[], float],
+                  steps_per_epoch_cost: float, default: int) -> tuple[int, int | None]:
+    """Epochs a budget allows and, for a steps budget, the weight steps of the last epoch.
+
+    Parameters
+    ----------
+    budget : Budget
+        Epochs, weight steps or seconds (or none: ``default`` epochs).
+    steps_per_epoch : int
+        Weight steps in one epoch.
+    step_seconds : callable
+        Times one single-path weight step (s); called only for a seconds budget.
+    steps_per_epoch_cost : float
+        One epoch's cost in single-path weight steps (all-path or architecture steps included).
+    default : int
+        Epochs without a budget.
+    """
+    if budget.epochs is not None:
+        return int(budget.epochs), None
+    if budget.steps is not None:
+        epochs = max(1, math.ceil(budget.steps / steps_per_epoch))
+        return epochs, int(budget.steps - (epochs - 1) * steps_per_epoch)
+    if budget.seconds is not None:
+        return max(1, int(budget.seconds / (step_seconds() * steps_per_epoch_cost))), None
+    return default, None
+
+
 # -- result ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SearchResult:
@@ -365,6 +392,7 @@ def require_latency(searcher: type | Searcher, latency: Any, need: str, works: s
 
 __all__ = [
     "Budget",
+    "budget_epochs",
     "REPORT_CHANGELOG",
     "REPORT_VERSION",
     "SearchError",

@@ -50,7 +50,6 @@ the paper's rule.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -60,8 +59,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hwprof import objectives
-from searchers.base import Budget, Searcher, SearchError, SearchResult, require_latency
-from searchers.supernet import derived_accuracy, make_supernet
+from searchers.base import Budget, Searcher, SearchError, SearchResult, budget_epochs, require_latency
+from searchers.supernet import derived_accuracy, make_supernet, time_path_step
 
 #: The released schedule: 90 epochs, the first 10 with α frozen, ≈ 40 α steps per search epoch.
 PAPER_EPOCHS = 90
@@ -271,23 +270,11 @@ class LightNAS(Searcher):
         """Run epochs for ``budget`` and, for a steps budget, the weight batches of the last epoch."""
         n_w = task.steps_per_epoch("weights", self.batch_size)
         n_a = task.steps_per_epoch("arch", self.batch_size)
-        if budget.epochs is not None:
-            return int(budget.epochs), None
-        if budget.steps is not None:
-            epochs = max(1, math.ceil(budget.steps / n_w))
-            return epochs, int(budget.steps - (epochs - 1) * n_w)
-        if budget.seconds is not None:
-            # one single-path forward + backward, timed on a throwaway batch, prices every step
-            x, y = next(iter(task.batches("weights", self.batch_size, generator=torch.Generator().manual_seed(0))))
-            idx = np.argmax(np.where(net.mask, 0.0, -np.inf), 1)
-            t0 = time.perf_counter()
-            F.cross_entropy(net(x, idx), y).backward()
-            step_s = time.perf_counter() - t0
-            net.zero_grad(set_to_none=True)
-            k = int(net.mask.sum(1).max())
-            per_epoch = self.freeze_fraction * k * n_w + (1 - self.freeze_fraction) * (n_w + n_a)
-            return max(1, int(budget.seconds / (step_s * per_epoch))), None
-        return (PAPER_EPOCHS if getattr(task, "name", "") == "stand-in" else PROXY_EPOCHS), None
+        k = int(net.mask.sum(1).max())
+        per_epoch = self.freeze_fraction * k * n_w + (1 - self.freeze_fraction) * (n_w + n_a)
+        default = PAPER_EPOCHS if getattr(task, "name", "") == "stand-in" else PROXY_EPOCHS
+        return budget_epochs(budget, n_w, lambda: time_path_step(net, task, self.batch_size, net.mask),
+                             per_epoch, default)
 
     def fit(self, task: Any, space: Any, latency: Any, *, target_ms: float | None = None,
             budget: Budget = Budget(), seed: int = 0, callback: Callable[[dict], None] | None = None) -> LightNAS:

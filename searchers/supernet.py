@@ -19,6 +19,8 @@ are not part of this supernet: every candidate runs at its default width.
 
 from __future__ import annotations
 
+import time
+
 import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -287,6 +289,17 @@ def accuracy(net: nn.Module, indices: Any, x: Tensor, y: Tensor, batch_size: int
     return correct / max(1, len(y))
 
 
+def time_path_step(net: nn.Module, task: Any, batch_size: int, mask: np.ndarray) -> float:
+    """Seconds of one single-path forward + backward on a throwaway batch (the first legal op per layer)."""
+    x, y = next(iter(task.batches("weights", batch_size, generator=torch.Generator().manual_seed(0))))
+    idx = np.argmax(np.where(mask, 0.0, -np.inf), 1)
+    t0 = time.perf_counter()
+    nn.functional.cross_entropy(net(x, idx), y).backward()
+    seconds = time.perf_counter() - t0
+    net.zero_grad(set_to_none=True)
+    return seconds
+
+
 def derived_accuracy(net: nn.Module, indices: Any, task: Any, batch_size: int, seed: int,
                      max_batches: int | None = None) -> float:
     """Test accuracy of the path ``indices`` with inherited weights, after re-estimating its BatchNorm
@@ -326,5 +339,6 @@ __all__ = [
     "proxy_channels",
     "proxy_choice_ops",
     "derived_accuracy",
+    "time_path_step",
     "recalibrate_bn",
 ]

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -72,13 +71,14 @@ from torch import Tensor, nn
 from hwprof.errors import HwprofError
 from hwprof.latency import gumbel_softmax
 from hwprof.spaces.modules import build_op
-from searchers.base import Budget, Searcher, SearchError, SearchResult, require_latency
+from searchers.base import Budget, Searcher, SearchError, SearchResult, budget_epochs, require_latency
 from searchers.supernet import (
     IllegalOp,
     SuperNet,
     accuracy,
     proxy_choice_ops,
     recalibrate_bn,
+    time_path_step,
 )
 
 #: The released schedule: 90 epochs, the first 10 without α (weights only).
@@ -587,24 +587,14 @@ class TFNAS(Searcher):
         return float(target_ms)
 
     def _epochs(self, budget: Budget, task: Any, net: Any) -> tuple[int, int | None]:
+        """Run epochs for ``budget`` and, for a steps budget, the weight batches of the last epoch."""
         n_w = task.steps_per_epoch("weights", self.batch_size)
-        if budget.epochs is not None:
-            return int(budget.epochs), None
-        if budget.steps is not None:
-            epochs = max(1, math.ceil(budget.steps / n_w))
-            return epochs, int(budget.steps - (epochs - 1) * n_w)
-        if budget.seconds is not None:
-            x, y = next(iter(task.batches("weights", self.batch_size, generator=torch.Generator().manual_seed(0))))
-            idx = np.argmax(np.where(self._op_mask, 0.0, -np.inf), 1)
-            t0 = time.perf_counter()
-            F.cross_entropy(net(x, idx), y).backward()
-            step_s = time.perf_counter() - t0
-            net.zero_grad(set_to_none=True)
-            k = int(self._op_mask.sum(1).max())
-            # warm-up: one path; search: two paths + an all-op arch step every `arch_every`
-            per_epoch = n_w * (self.warmup_fraction + (1 - self.warmup_fraction) * (2 + k / self.arch_every))
-            return max(1, int(budget.seconds / (step_s * per_epoch))), None
-        return (PAPER_EPOCHS if getattr(task, "name", "") == "stand-in" else PROXY_EPOCHS), None
+        k = int(self._op_mask.sum(1).max())
+        # warm-up: one path; search: two paths + an all-op arch step every `arch_every`
+        per_epoch = n_w * (self.warmup_fraction + (1 - self.warmup_fraction) * (2 + k / self.arch_every))
+        default = PAPER_EPOCHS if getattr(task, "name", "") == "stand-in" else PROXY_EPOCHS
+        return budget_epochs(budget, n_w, lambda: time_path_step(net, task, self.batch_size, self._op_mask),
+                             per_epoch, default)
 
     def _setup_space(self, space: Any) -> None:
         mask = np.asarray(space.mask, dtype=bool)

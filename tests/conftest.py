@@ -39,3 +39,14 @@ def count_macs() -> Callable:
         return total, out
 
     return count
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Torch on one thread for the test (training loops on this 2-core machine), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,7 +17,6 @@ from searchers.lightnas import OFFICIAL, LightNAS, land_on_target
 from searchers.testing import StandInTask
 
 MLP = Path(__file__).resolve().parent.parent / "data" / "lightnas" / "latency_predictor.pth.tar"
-pytestmark = pytest.mark.skipif(not MLP.exists(), reason="the released LightNAS predictor is not in data/")
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +29,7 @@ def mlp(space):
     return hwprof.latency_model(MLP, space=space)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- A1: λ ascent and truncation ---------------------------------------------------------

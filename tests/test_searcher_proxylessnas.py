@@ -35,12 +35,7 @@ def lut(space):
     return hwprof.latency_model(YAML, space=space)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eq4_by_loops(gb: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -27,12 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 SPNAS_JSON = REPO / "data" / "single-path-nas" / "pixel1_runtime_model.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ SPNAS_JSON = REPO / "data" / "single-path-nas" / "pixel1_runtime_model.json"
 PIXEL1_LUT = REPO / "tests" / "data" / "proxylessnas" / "mobile_trim.yaml"  # ProxylessNAS's Pixel 1 table
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the MACs cost model (hwprof.latency.macs_model) ------------------------------------------------
