@@ -53,7 +53,7 @@ AUTO_BIN_SAMPLES = 10_000
 #: The paper's supernet schedule: 150 000 iterations at batch 1024 (≈ 120 ImageNet epochs).
 PAPER_ITERS = 150_000
 #: Epochs on the proxy when the budget names none (see ``deviations``).
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 15
 
 
 # -- cost and constraint --------------------------------------------------------------------------
@@ -436,7 +436,7 @@ class SPOS(Searcher):
         crossovers: int = 25,
         m_prob: float = 0.1,
         flops_limit: float = 330e6,
-        recal_images: int = 256,
+        recal_images: int = 128,
         recal_batch_size: int = 128,
     ):
         self.sampling = sampling
