@@ -29,6 +29,11 @@ Weights on illegal candidates (``space.mask`` False) are an error in
 ``expected`` unless the model is built with ``strict=False``; build weights
 with ``model.masked_softmax`` / ``model.gumbel_softmax``, which give illegal
 columns exactly zero weight.
+
+:mod:`.load` is the one route from a file to a table or predictor;
+:mod:`.objectives` holds the papers' latency losses; :mod:`.macs` the additive
+MACs model. May import :mod:`hwprof.spaces`, :mod:`hwprof.tables` and
+:mod:`hwprof.predictors`; imported by the CLI and by search code.
 """
 
 from __future__ import annotations

@@ -15,7 +15,12 @@ kind               model                                           differentiabl
 Every predictor is saved as JSON or ``.npz`` (never a pickle) with its kind,
 space, device, training-data SHA-256, hwprof version and format version;
 :func:`load_predictor` reads it back and refuses a file of another space or
-device when one is expected.
+device when one is expected. Modules: one per kind (:mod:`.linear`, :mod:`.mlp`,
+:mod:`.gbdt`, :mod:`.transfer`), :mod:`.base`, :mod:`.features`,
+:mod:`.evaluate` (metrics, datasets), :mod:`.lightnas_mlp` (the published MLP).
+
+May import :mod:`hwprof.spaces`, :mod:`hwprof.measure` and :mod:`hwprof.tables`;
+imported by :mod:`hwprof.latency` and the CLI.
 """
 
 from __future__ import annotations

@@ -5,4 +5,6 @@
   commands in a sandbox folder on this machine.
 * :mod:`hwprof.testing.fake_benchmark_model` — the stand-in ``benchmark_model``
   installed on that phone: LiteRT on this CPU, the real tool's output format.
+
+Imports no other hwprof package: it stands where the hardware would.
 """
