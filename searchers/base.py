@@ -104,6 +104,19 @@ def exponential(start: float, factor_per_paper_unit: float, paper_units: float) 
     return lambda p: start * factor_per_paper_unit ** (min(max(p, 0.0), 1.0) * paper_units)
 
 
+def paper_epoch(epoch: int, epochs: int, first_epochs: int, paper_epochs: float, first_fraction: float) -> float:
+    """The paper epoch a run has reached at run epoch ``epoch`` of ``epochs``.
+
+    A run's first ``first_epochs`` epochs (warm-up, freeze) map linearly onto
+    the paper's first phase (``first_fraction · paper_epochs``), the rest onto
+    the remainder, so every schedule written in paper epochs keeps its shape.
+    """
+    paper_first = paper_epochs * first_fraction
+    if epoch < first_epochs:
+        return paper_first * epoch / max(first_epochs, 1)
+    return paper_first + (paper_epochs - paper_first) * (epoch - first_epochs) / max(epochs - first_epochs, 1)
+
+
 def budget_epochs(budget: Budget, steps_per_epoch: int, step_seconds: Callable[[], float],
                   steps_per_epoch_cost: float, default: int) -> tuple[int, int | None]:
     """Epochs a budget allows and, for a steps budget, the weight steps of the last epoch.
@@ -393,6 +406,7 @@ def require_latency(searcher: type | Searcher, latency: Any, need: str, works: s
 __all__ = [
     "Budget",
     "budget_epochs",
+    "paper_epoch",
     "REPORT_CHANGELOG",
     "REPORT_VERSION",
     "SearchError",

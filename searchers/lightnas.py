@@ -59,7 +59,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hwprof import objectives
-from searchers.base import Budget, Searcher, SearchError, SearchResult, budget_epochs, require_latency
+from searchers.base import (
+    Budget,
+    Searcher,
+    SearchError,
+    SearchResult,
+    budget_epochs,
+    paper_epoch,
+    require_latency,
+)
 from searchers.supernet import derived_accuracy, make_supernet, time_path_step
 
 #: The released schedule: 90 epochs, the first 10 with α frozen, ≈ 40 α steps per search epoch.
@@ -232,11 +240,7 @@ class LightNAS(Searcher):
     # -- schedules (functions of the paper epoch the run has reached) ---------------
     def paper_epoch(self, epoch: int, epochs: int, freeze_epochs: int) -> float:
         """Paper epoch (0 … 90) of run epoch ``epoch`` of ``epochs`` with ``freeze_epochs`` freeze epochs."""
-        paper_freeze = PAPER_EPOCHS * self.freeze_fraction
-        if epoch < freeze_epochs:
-            return paper_freeze * epoch / max(freeze_epochs, 1)
-        search = max(epochs - freeze_epochs, 1)
-        return paper_freeze + (PAPER_EPOCHS - paper_freeze) * (epoch - freeze_epochs) / search
+        return paper_epoch(epoch, epochs, freeze_epochs, PAPER_EPOCHS, self.freeze_fraction)
 
     def tau(self, paper_epoch: float) -> float:
         """Gumbel temperature at ``paper_epoch`` (``tau_max`` during the freeze)."""

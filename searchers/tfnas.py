@@ -71,7 +71,15 @@ from torch import Tensor, nn
 from hwprof.errors import HwprofError
 from hwprof.latency import gumbel_softmax
 from hwprof.spaces.modules import build_op
-from searchers.base import Budget, Searcher, SearchError, SearchResult, budget_epochs, require_latency
+from searchers.base import (
+    Budget,
+    Searcher,
+    SearchError,
+    SearchResult,
+    budget_epochs,
+    paper_epoch,
+    require_latency,
+)
 from searchers.supernet import (
     IllegalOp,
     SuperNet,
@@ -546,10 +554,7 @@ class TFNAS(Searcher):
     # -- schedules -------------------------------------------------------------------------
     def paper_epoch(self, epoch: int, epochs: int, warmup: int) -> float:
         """Paper epoch (0 … 90) of run epoch ``epoch`` of ``epochs`` with ``warmup`` warm-up epochs."""
-        paper_warm = PAPER_EPOCHS * self.warmup_fraction
-        if epoch < warmup:
-            return paper_warm * epoch / max(warmup, 1)
-        return paper_warm + (PAPER_EPOCHS - paper_warm) * (epoch - warmup) / max(epochs - warmup, 1)
+        return paper_epoch(epoch, epochs, warmup, PAPER_EPOCHS, self.warmup_fraction)
 
     def tau_at(self, paper_epoch: float) -> float:
         """Gumbel temperature: ``tau`` until the warm-up ends, then ×``tau_decay`` per paper epoch."""
