@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import pytest
+
+# Campaigns started by tests (hwprof measure in a subprocess) must not pause for the other programs of a
+# shared test machine; tests/test_busy.py covers the waiting itself.
+os.environ.setdefault("HWPROF_BUSY", "flag")
 
 
 @pytest.fixture

@@ -12,10 +12,12 @@ from rich.table import Table
 from hwprof.cli import choices, command, default_store, err, out
 from hwprof.cli.outputs import ForceOpt, output_file, quote
 from hwprof.errors import ConfigError, HwprofError
+from hwprof.measure.load import BUSY_MODES
 
 DEFAULT_DEVICE = "cpu"
 ExportFormat = choices("ExportFormat", ("csv", "parquet"))
 SummaryFormat = choices("SummaryFormat", ("table", "json"))
+BusyMode = choices("BusyMode", BUSY_MODES)
 StoreOpt = typer.Option(None, "--store", help="SQLite store (default: $HWPROF_STORE or ./hwprof.sqlite).")
 
 
@@ -36,6 +38,11 @@ def measure(
     warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
     rounds: Optional[int] = typer.Option(None, help="Passes per workload; its latency is the median over them."),
     limit: Optional[int] = typer.Option(None, min=0, help="Measure at most N workloads (for a quick look)."),
+    busy: BusyMode = typer.Option(
+        BusyMode("wait"), "--busy", envvar="HWPROF_BUSY",
+        help="When other programs use the CPU: wait (pause before a pass, up to 60 s each and 5 min in all, "
+        "then go on flagging), flag (only flag the records 'busy'), ignore. Default from $HWPROF_BUSY.",
+    ),
     allow_new_fingerprint: bool = typer.Option(False, help="Append although the store has this device under another environment."),
     workdir: Optional[Path] = typer.Option(None, help="Keep the exported artifacts in this folder."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start a campaign longer than an hour without asking."),
@@ -101,6 +108,7 @@ def measure(
                 allow_new_fingerprint=allow_new_fingerprint,
                 on_record=lambda m, w: progress.advance(task),
                 on_plan=lambda r: progress.update(task, completed=r.planned * r.rounds - r.pending),
+                busy=busy.value,
             )
     finally:
         dev.close()
@@ -108,6 +116,7 @@ def measure(
     summary = (
         f"{new} new records ({plan.rounds} round(s) per workload), {report.skipped} already in the store, "
         f"{len(report.failed)} failed, {report.wall_s:.1f} s"
+        + (f" ({report.busy_waited_s:.0f} s waiting for a busy machine)" if report.busy_waits else "")
     )
     if new == 0 and not report.failed and not report.interrupted:
         summary = f"nothing new to measure: all {report.planned} workloads are already in {db.path}"
@@ -124,6 +133,8 @@ def measure(
                 err.print(f"hwprof: warning: {len(notes)} records flagged {flag}, e.g. {key}: {advice}",
                           highlight=False, markup=False)
         out.print(summary, highlight=False)
+        if report.repeatability is not None:
+            out.print(f"repeatability: {report.repeatability}", highlight=False)
     if report.interrupted:
         err.print(f"hwprof: stopped early ({report.interrupted}); every finished record is kept. Re-run to resume.")
         raise typer.Exit(130 if "user" in report.interrupted else 3)
@@ -167,6 +178,8 @@ def _summary_json(report, store) -> dict:
         "store": str(store), "planned": report.planned, "skipped": report.skipped, "new_records": len(report.records),
         "failed": [{"key": k, "error": e} for k, e in report.failed], "drift": report.drift,
         "interrupted": report.interrupted, "wall_s": report.wall_s,
+        "busy_waits": report.busy_waits, "busy_waited_s": report.busy_waited_s,
+        "repeatability": report.repeatability.to_dict() if report.repeatability is not None else None,
         "flags": {flag: len(notes) for flag, notes in report.flagged.items()},
         "workloads": [{"key": k, "median_ms": combine([m.samples_ms for m in ms]), "rounds": len(ms),
                        "flags": sorted({f for m in ms for f in m.flags})} for k, ms in by_key.items()],
@@ -174,7 +187,8 @@ def _summary_json(report, store) -> dict:
 
 
 #: Short names of the quality flags in the summary table (the warning lines below it give the full name and advice).
-SHORT_FLAGS = {"ci-not-reached": "ci", "high-cv": "cv", "slow-first-run": "1st", "outliers": "out", "drift": "drift"}
+SHORT_FLAGS = {"ci-not-reached": "ci", "high-cv": "cv", "slow-first-run": "1st", "outliers": "out", "drift": "drift",
+               "busy": "busy"}
 
 
 def _compact_key(key: str) -> str:

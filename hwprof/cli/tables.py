@@ -46,6 +46,11 @@ def lut_build(
     t.add_row(str(output), str(len(table)), f"{table.constant_ms:.4g}", device, str(table.batch),
               statistic.value, str(table.metadata.get("runtime", "")))
     out.print(t)
+    rep = table.metadata.get("repeatability")
+    if rep:
+        from hwprof.measure.repeatability import Repeatability
+
+        out.print(f"repeatability: {Repeatability(**rep)}", highlight=False)
 
 
 def lut_export(

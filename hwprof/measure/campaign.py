@@ -13,7 +13,15 @@ A campaign (:func:`run_campaign`)
    and one record committed at once;
 4. re-measures a sentinel workload every ``plan.sentinel_every`` records and
    flags drift (thermal throttling, a neighbour process) when its median
-   moves by more than ``plan.drift_tolerance``.
+   moves by more than ``plan.drift_tolerance``;
+5. watches competing load (:mod:`hwprof.measure.load`): before each pass
+   over a block it waits while other processes use the CPU (``busy="wait"``,
+   bounded), and every record keeps what was seen while it was timed in its
+   ``environment`` (``busy_other_cpu``, ``steal_pct``, ...), flagged ``busy``
+   when it was timed on a busy machine;
+6. at the end, estimates the repeatability of what it measured from the
+   spread of the rounds (:mod:`hwprof.measure.repeatability`) and warns, with
+   the next step, when it is worse than ``plan.target_ci``.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from hwprof.errors import warn
 from hwprof.artifacts.workload import ArtifactCache
 from hwprof.measure.protocol import Outcome, Plan, measure, plan_for
 from hwprof.spaces import Space
+from hwprof.measure.load import LoadMonitor
 from hwprof.measure.lock import StoreLock
+from hwprof.measure.repeatability import Repeatability, of_records
 from hwprof.measure.store import Store
 
 
@@ -92,9 +102,11 @@ class CampaignReport:
 
     ``planned`` workloads were asked for, ``skipped`` of them already had all
     their rounds in the store; ``pending`` rounds were left to measure.
-    ``flagged`` maps each quality flag to the advice of every record that
-    raised it (``key: advice``), so a caller can summarise instead of
-    printing one warning per record.
+    ``busy_waits`` and ``busy_waited_s`` count the pauses for competing load;
+    ``repeatability`` is the estimate over every planned workload's rounds in
+    the store (None when nothing was measured). ``flagged`` maps each quality
+    flag to the advice of every record that raised it (``key: advice``), so a
+    caller can summarise instead of printing one warning per record.
     """
 
     planned: int
@@ -107,6 +119,9 @@ class CampaignReport:
     flagged: dict[str, list[str]] = field(default_factory=dict)
     interrupted: str = ""
     wall_s: float = 0.0
+    busy_waits: int = 0
+    busy_waited_s: float = 0.0
+    repeatability: Repeatability | None = None
 
     def flag_summary(self) -> list[str]:
         """One line per quality flag: how many records, one example with its advice."""
@@ -136,6 +151,7 @@ def run_campaign(
     on_record: Callable[[Measurement | None, Workload], None] | None = None,
     on_plan: Callable[[CampaignReport], None] | None = None,
     lock: bool = True,
+    busy: str | LoadMonitor = "flag",
 ) -> CampaignReport:
     """Measure every workload not yet in ``store`` (see the module docstring).
 
@@ -163,6 +179,12 @@ def run_campaign(
         whole campaign, so a second campaign on the same store stops at once
         with a message naming this one. The store is checked writable before
         the first measurement either way.
+    busy : {"wait", "flag", "ignore"} or LoadMonitor
+        What to do about competing load (:class:`~hwprof.measure.load.LoadMonitor`):
+        ``wait`` pauses before a pass while the machine is busy (at most 60 s
+        a wait, 5 min a campaign, then goes on flagging); ``flag`` (the
+        library's default, which never blocks) only flags records timed while
+        busy; ``ignore`` neither. The CLI defaults to ``wait``.
 
     Returns
     -------
@@ -177,18 +199,23 @@ def run_campaign(
     StoreError
         Before any timing: another campaign holds the store, or it cannot be written.
     """
+    monitor = busy if isinstance(busy, LoadMonitor) else LoadMonitor(busy)
     holder = StoreLock(store.path) if lock else None
     if holder is not None:
         holder.acquire()
     try:
         store.check_writable()
-        return _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan)
+        return _run_campaign(
+            device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan, monitor
+        )
     finally:
         if holder is not None:
             holder.release()
 
 
-def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan) -> CampaignReport:
+def _run_campaign(
+    device, workloads, store, plan, workdir, allow_new_fingerprint, on_record, on_plan, monitor: LoadMonitor
+) -> CampaignReport:
     plan = plan or plan_for(device.config)
     round_plan = plan.per_round()
     t0 = time.perf_counter()
@@ -245,6 +272,9 @@ def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint
             folder = workdir / f"block-{b // plan.block}" if tmp is not None else workdir
             cache = ArtifactCache(folder)
             for r in range(plan.rounds):
+                if any(need[w] for w in block):
+                    monitor.check(f"before pass {r + 1}/{plan.rounds} of block {b // plan.block + 1}")
+                    monitor.record()  # the next record's window starts now, not during the wait
                 for w in block if r % 2 == 0 else block[::-1]:
                     if need[w] == 0:
                         continue
@@ -264,7 +294,13 @@ def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint
                         need[w] = 0
                         continue
                     need[w] -= 1
-                    flags = outcome.flags + (("drift",) if drifting else ())
+                    seen, busy = monitor.record()
+                    flags = outcome.flags + (("drift",) if drifting else ()) + (("busy",) if busy else ())
+                    if busy:
+                        report.flagged.setdefault("busy", []).append(
+                            f"{w.key}: other processes used {seen.get('busy_other_cpu', '?')} cores while it was "
+                            "timed; quiet the machine and re-measure (--busy=wait pauses while it is busy)"
+                        )
                     for flag, advice in zip(outcome.flags, outcome.advice):
                         report.flagged.setdefault(flag, []).append(f"{w.key}: {advice}")
                     m = Measurement(
@@ -275,7 +311,7 @@ def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint
                         outcome.samples_ms,
                         outcome.warmup,
                         fp,
-                        device.environment(),
+                        {**device.environment(), **seen},
                         time.time(),
                         flags,
                     )
@@ -293,10 +329,22 @@ def _run_campaign(device, workloads, store, plan, workdir, allow_new_fingerprint
         if tmp is not None:
             tmp.cleanup()
         report.wall_s = time.perf_counter() - t0
+        report.busy_waits, report.busy_waited_s = monitor.waits_, monitor.waited_s_
     if report.drift:  # one warning for the campaign, with the range seen, not one per sentinel check
         warn(
             f"drift: the sentinel {sentinel.key[:60]} moved beyond ±{plan.drift_tolerance:.0%} in "
             f"{len(report.drift)} of {len(changes)} checks (range {min(changes):+.1%} to {max(changes):+.1%}); "
             "records taken meanwhile are flagged 'drift': let the device cool down or quiet the machine, then re-measure"
         )
+    if report.records:
+        wanted = {(w.kind, w.space, w.key) for w in workloads}
+        report.repeatability = of_records(
+            m for m in store.iter_records(device=name, fingerprint_hash=fp_hash) if (m.kind, m.space, m.key) in wanted
+        )
+        rep = report.repeatability
+        if rep is not None and rep.ci95_median > plan.target_ci:
+            warn(
+                f"repeatability {rep.ci95_median:.1%} (95% CI of a workload's latency, median over {rep.workloads}) "
+                f"is worse than the target ±{plan.target_ci:.0%}: {rep.advice(plan.target_ci)}"
+            )
     return report

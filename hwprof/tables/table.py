@@ -36,6 +36,7 @@ import numpy as np
 
 from hwprof.errors import ConfigError, MissingEntryError, SpaceError
 from hwprof.measure.records import latencies_by_key, KIND_OP, Measurement, check_compatible
+from hwprof.measure.repeatability import of_records
 from hwprof.spaces.ops import OpSpec, decode
 from hwprof.spaces import Arch, LayerGeom, Space
 
@@ -331,6 +332,9 @@ def build_table(
         with repeated records (rounds) of one key, the median of their
         statistics (:func:`hwprof.measure.stats.combine`).
 
+    The metadata's ``repeatability`` holds the table's estimate of its own
+    repeatability (:mod:`hwprof.measure.repeatability`) from the spread of the rounds.
+
     Raises
     ------
     FingerprintMismatchError
@@ -360,6 +364,9 @@ def build_table(
         "keyed": KEYED_OP,
         "fingerprint": fp,
     }
+    rep = of_records(ops, statistic)  # how far a re-measurement would fall, from the spread of the rounds
+    if rep is not None:
+        metadata["repeatability"] = rep.to_dict()
     table = LatencyTable(entries, 0.0, metadata)
     if space is None:
         return table
