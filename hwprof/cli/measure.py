@@ -169,11 +169,10 @@ def _confirm_plan(work, plan, yes: bool) -> None:
 
 def _summary_json(report, store) -> dict:
     """The campaign's results for scripts: totals and one entry per new workload."""
+    from hwprof.measure.records import records_by_key
     from hwprof.measure.stats import combine
 
-    by_key: dict[str, list] = {}
-    for m in report.records:
-        by_key.setdefault(m.key, []).append(m)
+    by_key = records_by_key(report.records)
     return {
         "store": str(store), "planned": report.planned, "skipped": report.skipped, "new_records": len(report.records),
         "failed": [{"key": k, "error": e} for k, e in report.failed], "drift": report.drift,
@@ -207,11 +206,10 @@ def _print_records(records, limit: int = 15) -> None:
         return
     from statistics import median
 
+    from hwprof.measure.records import records_by_key
     from hwprof.measure.stats import combine
 
-    by_key: dict[str, list] = {}
-    for m in records:
-        by_key.setdefault(m.key, []).append(m)
+    by_key = records_by_key(records)
     rows = sorted(((combine([m.samples_ms for m in ms]), key, ms) for key, ms in by_key.items()), reverse=True)
     rounds = sorted({len(ms) for _, _, ms in rows})
     table = Table(

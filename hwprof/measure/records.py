@@ -17,12 +17,17 @@ from hwprof.measure.stats import Summary, summarize
 IDENTITY_FIELDS = ("device", "backend", "runtime", "runtime_version", "threads", "batch", "cpu", "hwprof_version")
 
 
+def records_by_key(records: Iterable[Measurement]) -> dict[str, list[Measurement]]:
+    """Each key's records (its rounds), keys in first-seen order: the one grouping of rounds."""
+    out: dict[str, list[Measurement]] = {}
+    for m in records:
+        out.setdefault(m.key, []).append(m)
+    return out
+
+
 def rounds_by_key(records: Iterable[Measurement]) -> dict[str, list[tuple[float, ...]]]:
     """Raw samples of each key's records (its rounds), keys in first-seen order."""
-    out: dict[str, list[tuple[float, ...]]] = {}
-    for m in records:
-        out.setdefault(m.key, []).append(m.samples_ms)
-    return out
+    return {k: [m.samples_ms for m in ms] for k, ms in records_by_key(records).items()}
 
 
 def latencies_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, float]:
