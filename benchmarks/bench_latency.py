@@ -41,7 +41,8 @@ from hwprof import objectives  # noqa: E402
 from hwprof.latency import PredictorLatencyModel, TableLatencyModel  # noqa: E402
 from hwprof.spaces.modules import build_op  # noqa: E402
 
-LIGHTNAS_PTH = Path("/work/shared/data/lightnas/latency_predictor.pth.tar")
+#: The released LightNAS predictor, shipped in the repository's data/.
+LIGHTNAS_PTH = Path(__file__).resolve().parents[1] / "data" / "lightnas" / "latency_predictor.pth.tar"
 
 
 def samples(fn: Callable[[], object], runs: int, warmup: int = 3) -> list[float]:

@@ -34,8 +34,8 @@ from hwprof.predictors.evaluate import metrics  # noqa: E402
 from hwprof.predictors import make_predictor  # noqa: E402
 from hwprof.spaces import space as get_space  # noqa: E402
 
-_DATA = ROOT.parent / "shared" / "data"
-HELP_CSV = (_DATA if _DATA.exists() else Path("/work/shared/data")) / "help-fbnet" / "fbnet_cifar100_latency.csv"
+#: The full HELP CSV in the reference data beside the checkout (tests use the slice in tests/data).
+HELP_CSV = ROOT.parent / "shared" / "data" / "help-fbnet" / "fbnet_cifar100_latency.csv"
 GPUS = ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp")
 XEONS = ("gold_6226", "gold_6240", "silver_4114", "silver_4210r")
 
