@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from hwprof.artifacts.record import SUFFIXES, Artifact
 from hwprof.errors import MeasurementError
@@ -108,27 +109,30 @@ def artifact_for(workload: Workload, fmt: str, directory: Path, seed: int = 0) -
 
     check_format(fmt)
     path = Path(directory) / f"{workload.digest}{SUFFIXES[fmt]}"
-    module, shape = _module(workload, seed)
-    if not path.exists():
+    build, shape = _builder(workload)
+    if not path.exists():  # a cached file needs only its shape: the module is built for export alone
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = build().eval()
         export_module(module, shape, fmt, path, description=f"hwprof {workload.space} {workload.key}".strip())
     return Artifact(path, fmt, hashlib.sha256(path.read_bytes()).hexdigest(), shape, workload.key)
 
 
-def _module(workload: Workload, seed: int):
-    import torch
-
+def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int, int]]:
+    """A function building the workload's torch module, and its NCHW input shape (an architecture parsed once)."""
     from hwprof.spaces import space
-    from hwprof.spaces.modules import build_op
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if workload.kind == KIND_OP:
-            op = workload.op
-            return build_op(op).eval(), (op.batch, op.cin, op.h, op.w)
-        sp = space(workload.space)
-        arch = sp.parse(workload.key)
-        r = arch.resolution or sp.default_resolution
-        return sp.build(arch).eval(), (workload.batch, 3, r, r)
+    if workload.kind == KIND_OP:
+        from hwprof.spaces.modules import build_op
+
+        op = workload.op
+        return (lambda: build_op(op)), (op.batch, op.cin, op.h, op.w)
+    sp = space(workload.space)
+    arch = sp.parse(workload.key)
+    r = arch.resolution or sp.default_resolution
+    return (lambda: sp.build(arch)), (workload.batch, 3, r, r)
 
 
 __all__ = ["ArtifactCache", "KIND_ARCH", "KIND_OP", "Workload", "artifact_for"]
