@@ -84,8 +84,8 @@ from searchers.supernet import (
     IllegalOp,
     SuperNet,
     accuracy,
+    derived_accuracy,
     proxy_choice_ops,
-    recalibrate_bn,
     time_path_step,
 )
 
@@ -894,9 +894,9 @@ class TFNAS(Searcher):
         path = np.array([space.candidates.index(c) for c in choices], dtype=np.int64)
         net = self.supernet_
         if isinstance(net, ElasticSuperNet):
-            g = torch.Generator().manual_seed(self.seed_)
-            recalibrate_bn(net, path, task.batches("arch", self.batch_size, generator=g), max_batches=20)
-        acc = accuracy(net, path, task.x_test, task.y_test)
+            acc = derived_accuracy(net, path, task, self.batch_size, self.seed_, max_batches=20)
+        else:  # the stand-in has no BatchNorm to recalibrate
+            acc = accuracy(net, path, task.x_test, task.y_test)
         proxy = {"task": getattr(task, "name", type(task).__name__), "resolution": getattr(task, "resolution", None),
                  "width_mult": self.width_mult, "classes": getattr(task, "classes", None), "test_accuracy": acc,
                  "epochs": self.epochs_, "warmup_epochs": self.warmup_epochs_, "alpha_steps": self.alpha_steps_,
