@@ -70,6 +70,21 @@ def test_foreign_sqlite_is_refused(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_store_being_created_by_another_process_opens(tmp_path):
+    """What a reader sees while `hwprof measure` creates the store: an SQLite header, no table yet."""
+    path = tmp_path / "s.sqlite"
+    creator = sqlite3.connect(path)
+    creator.execute("PRAGMA journal_mode=WAL")
+    assert path.stat().st_size > 0
+    store = Store(path)
+    assert len(store) == 0
+    store.close()
+    again = Store(path)  # the creator's view: the schema is there once, nothing doubled
+    assert len(again) == 0
+    again.close()
+    creator.close()
+
+
 def test_unknown_schema_version_is_refused(tmp_path):
     path = tmp_path / "s.sqlite"
     Store(path).close()

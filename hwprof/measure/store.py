@@ -85,17 +85,22 @@ class Store:
                     )
         try:
             self._db = sqlite3.connect(self.path, timeout=30)
-            if new:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.executescript(_SCHEMA)
-                with self._db:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO meta VALUES (?, ?)", [("app", APP), ("schema_version", str(SCHEMA_VERSION))]
-                    )
+            # An SQLite file without any table is a store another process is
+            # creating this instant (or an empty one): create it, idempotently.
+            if new or not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._create()
             else:
                 self._check_existing()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} cannot be read as an hwprof store ({exc}); it was left untouched") from exc
+
+    def _create(self) -> None:
+        """Create the schema and its metadata in one transaction, so no reader sees half a store."""
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(
+            f"BEGIN IMMEDIATE;\n{_SCHEMA}\n"
+            f"INSERT OR IGNORE INTO meta VALUES ('app', '{APP}'), ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+        )
 
     def _check_existing(self) -> None:
         check = self._db.execute("PRAGMA quick_check").fetchone()[0]
