@@ -196,9 +196,15 @@ def test_transfer_shape_correction_learns_how_a_device_prices_compute(help_data)
 def test_auto_records_its_choice(help_data, tmp_path):
     Xtr, ytr, Xte, yte = _split(help_data, "1080ti_32_ms")
     model = make_predictor("auto", space="fbnet-c100", kinds=("ridge", "gbdt")).fit(Xtr[:200], ytr[:200])
-    assert model.chosen_kind_ in ("ridge", "gbdt") and set(model.cv_mape_) == {"ridge", "gbdt"}
+    assert model.chosen_kind_ in ("ridge", "gbdt") and set(model.validation_) == {"ridge", "gbdt"}
+    # chosen on the latest rows: the kind with the lower MAPE there, refitted on all 200
+    assert model.validation_rows_ == 40
+    assert model.chosen_kind_ == min(model.validation_, key=lambda k: model.validation_[k]["mape"])
+    fitted_on_all = make_predictor(model.chosen_kind_, space="fbnet-c100").fit(Xtr[:200], ytr[:200])
+    np.testing.assert_allclose(model.predict(Xte), fitted_on_all.predict(Xte))
     doc = json.loads(model.save(tmp_path / "a.json").read_text())
     assert doc["kind"] == "auto" and doc["state"]["chosen_kind"] == model.chosen_kind_
+    assert set(doc["state"]["validation"]["ridge"]) == {"mape", "within_5"}
     np.testing.assert_allclose(load_predictor(tmp_path / "a.json").predict(Xte), model.predict(Xte))
 
 

@@ -31,6 +31,9 @@ def measure(
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
     resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution (elastic spaces)."),
     width_steps: int = typer.Option(0, "--width-steps", min=0, help="Also sweep mid channels at N points (tfnas)."),
+    widths: bool = typer.Option(
+        False, "--widths", help="With --archs in tfnas/spos: draw each layer's width (mid channels, multiplier) too."
+    ),
     target_ci: Optional[float] = typer.Option(None, help="Target half-width of the median's 95% CI (0.01 = ±1%)."),
     max_runs: Optional[int] = typer.Option(None, help="Cap on timed runs per workload."),
     min_runs: Optional[int] = typer.Option(None, help="Timed runs before the CI target is checked."),
@@ -65,6 +68,8 @@ def measure(
             "--resolution applies to --ops; a sampled architecture carries its own resolution "
             "(r<res>: in elastic spaces), so it is refused with --archs"
         )
+    if widths and not archs:
+        raise ConfigError("--widths applies to --archs (sampled architectures); for --ops use --width-steps")
     if archs and width_steps:
         raise ConfigError("--width-steps applies to --ops (tfnas mid channels), not to --archs")
     if workdir is not None and workdir.exists() and not workdir.is_dir():
@@ -81,7 +86,7 @@ def measure(
         work = op_workloads(sp, resolution, config.batch, width_steps)
         work = work[:limit] if limit is not None else work
     else:
-        work = arch_workloads(sp, archs, seed, config.batch, limit=limit)  # --limit before sampling
+        work = arch_workloads(sp, archs, seed, config.batch, limit=limit, widths=widths)  # --limit before sampling
     store_path = store or default_store()
     db = Store(store_path)
     _confirm_plan(work, plan, yes)

@@ -118,6 +118,7 @@ def fit_predictor(
     from hwprof.predictors.evaluate import metrics, read_dataset
     from hwprof.tables.table import load_table
     from hwprof.predictors import make_predictor
+    from hwprof.predictors.features import arch_matrix
     from hwprof.spaces import space as get_space
 
     inputs = [data, store, table, *(prior or [])]
@@ -162,7 +163,7 @@ def fit_predictor(
         if not 0 <= recent <= 1:
             raise ConfigError("--recent must be in [0, 1]")
         params["recent"] = recent
-    X = sp.one_hot(archs)
+    X = arch_matrix(sp, archs)
     if train_size is not None:
         if not 0 < train_size <= len(archs):
             raise ConfigError(f"--train-size must be in 1..{len(archs)}")
@@ -180,7 +181,8 @@ def fit_predictor(
         rows.append(("held out", metrics(y[te], model.predict(X[te]))))
     title = f"{model.kind} on {space} / {dev} → {output}"
     if kind.value == "auto":
-        title += f" (chose {model.chosen_kind_})"
+        scores = ", ".join(f"{k} {v['mape']:.2%}" for k, v in model.validation_.items())
+        title += f" (chose {model.chosen_kind_}; MAPE on the latest {model.validation_rows_} rows: {scores})"
     out.print(_metrics_table(title, rows))
 
 

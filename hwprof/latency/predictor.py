@@ -112,15 +112,34 @@ class PredictorLatencyModel(LatencyModel):
             self._modules[key] = m
         return m
 
-    def expected(self, weights: torch.Tensor) -> torch.Tensor:
+    def expected(
+        self,
+        weights: torch.Tensor,
+        resolution_weights: torch.Tensor | None = None,
+        width_ratio: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predicted latency (ms) of architecture weights ``[L, K]`` or ``[B, L, K]``, differentiable in them.
 
         Returns ``[]`` or ``[B]``. The predictor's parameters are frozen.
 
+        Parameters
+        ----------
+        weights : Tensor ``[L, K]`` or ``[B, L, K]``
+            Candidate weights (one-hot or soft).
+        resolution_weights : Tensor ``[R]`` or ``[B, R]``, optional
+            Weights over ``space.resolutions`` for elastic-resolution spaces (OFA):
+            one-hot for a fixed resolution, soft for an expectation;
+            differentiable. Default: the space's default resolution.
+        width_ratio : Tensor ``[L]`` or ``[B, L]``, optional
+            Each layer's width as a fraction of its candidate's default
+            (:meth:`Space.width_ratio`; TF-NAS's kept share of mid channels), for
+            elastic-width spaces; differentiable. Default: 1.
+
         Raises
         ------
         PredictorError
-            For a predictor kind without a torch twin (``gbdt``, ``transfer``).
+            For a predictor kind without a torch twin (``gbdt``, ``transfer``), or
+            a resolution or width for a space without one.
         """
         if self.module is None:
             raise PredictorError(
@@ -129,6 +148,8 @@ class PredictorLatencyModel(LatencyModel):
             )
         self._check_weights(weights)
         x = weights.flatten(-2)
+        if resolution_weights is not None or width_ratio is not None:
+            x = torch.cat([x, *self._extras(x, resolution_weights, width_ratio)], dim=-1)
         out = self._module_like(weights)(x)
         if out.dim() == x.dim():
             if out.shape[-1] != 1:
@@ -138,8 +159,47 @@ class PredictorLatencyModel(LatencyModel):
             out = out.squeeze(-1)
         return out
 
+    def _extras(self, x: torch.Tensor, resolution_weights, width_ratio) -> list[torch.Tensor]:
+        """The resolution and width columns of the architecture matrix, shaped like ``x`` ``[..., ·]``."""
+        from hwprof.predictors.features import resolution_columns
+
+        sp = self.space
+        if resolution_weights is not None and not sp.elastic_resolution:
+            raise PredictorError(f"{sp.name} has one resolution; expected() takes no resolution_weights")
+        if width_ratio is not None and sp.width == "none":
+            raise PredictorError(f"{sp.name} has no elastic width; expected() takes no width_ratio")
+        lead = x.shape[:-1]
+        out = []
+        if sp.elastic_resolution:
+            if resolution_weights is None:
+                resolution_weights = x.new_zeros(len(sp.resolutions))
+                resolution_weights[sp.resolutions.index(sp.default_resolution)] = 1.0
+            rw = torch.as_tensor(resolution_weights).to(x)
+            if rw.shape[-1] != len(sp.resolutions):
+                raise PredictorError(
+                    f"resolution_weights has {rw.shape[-1]} entries; {sp.name} has {len(sp.resolutions)} resolutions"
+                )
+            cols = resolution_columns(sp, rw)
+            out.append(cols.expand(*lead, cols.shape[-1]))
+        if sp.width != "none":
+            w = x.new_ones(self.num_layers) if width_ratio is None else torch.as_tensor(width_ratio).to(x)
+            out.append(w.expand(*lead, self.num_layers))
+        return out
+
     def score(self, archs: np.ndarray | Sequence) -> np.ndarray:
-        """Predicted latency of discrete architectures, float64 ``[N]`` ms (numpy)."""
+        """Predicted latency of discrete architectures, float64 ``[N]`` ms (numpy).
+
+        Architectures given as text or :class:`Arch` keep their resolution and
+        widths (elastic spaces: through the predictor's ``predict_archs``);
+        index arrays ``[N, L]`` are priced at the default resolution and widths.
+        """
+        predict_archs = getattr(self.predictor, "predict_archs", None)
+        elastic = self.space.elastic_resolution or self.space.width != "none"
+        if elastic and predict_archs is not None and not isinstance(archs, (np.ndarray, torch.Tensor)):
+            items = [archs] if isinstance(archs, str) or hasattr(archs, "choices") else list(archs)
+            if items and (isinstance(items[0], str) or hasattr(items[0], "choices")):
+                self.indices(items)  # the mask check every score makes
+                return np.asarray(predict_archs(items), dtype=np.float64).reshape(len(items))
         idx = self.indices(archs)
         n = idx.shape[0]
         out = np.empty(n, dtype=np.float64)

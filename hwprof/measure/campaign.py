@@ -75,9 +75,9 @@ MAX_ARCHS = 1_000_000
 
 
 def arch_workloads(
-    space: Space, n: int, seed: int = 0, batch: int = 1, limit: int | None = None
+    space: Space, n: int, seed: int = 0, batch: int = 1, limit: int | None = None, widths: bool = False
 ) -> list[Workload]:
-    """``n`` random architectures of ``space`` (seeded), end to end.
+    """``n`` random architectures of ``space`` (seeded), end to end; ``widths`` draws elastic widths too.
 
     With ``limit``, only the first ``limit`` of them are drawn: the sample is
     sequential, so they are the same architectures ``n`` would start with,
@@ -88,7 +88,7 @@ def arch_workloads(
     count = n if limit is None else min(n, limit)
     if count > MAX_ARCHS:
         raise ConfigError(f"{count} architectures is more than one campaign can take (at most {MAX_ARCHS}); use --limit")
-    return [Workload.of_arch(space.name, a.encode(), batch) for a in space.sample(count, seed)]
+    return [Workload.of_arch(space.name, a.encode(), batch) for a in space.sample(count, seed, widths)]
 
 
 def estimate_s(plan: Plan, workloads: int) -> float:

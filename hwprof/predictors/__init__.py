@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from hwprof.errors import PredictorError
 from hwprof.predictors.base import CHANGELOG, FORMAT_VERSION, Predictor, read_document
+from hwprof.predictors.features import matrix_width
 from hwprof.predictors.gbdt import GBDTPredictor
 from hwprof.predictors.linear import LUTCalibratedPredictor, LUTPredictor, RidgePredictor
 from hwprof.predictors.mlp import MLPPredictor
@@ -93,7 +94,8 @@ def predictor_from_document(doc: Mapping[str, Any]) -> Predictor:
         ) from None
     pred.device_ = str(doc.get("device", ""))
     pred.training_sha256_ = str(doc.get("training_sha256", ""))
-    if pred.space_.num_layers * pred.space_.max_choices != pred.n_features_in_:
+    widths = {pred.space_.num_layers * pred.space_.max_choices, matrix_width(pred.space_)}
+    if pred.n_features_in_ not in widths:
         raise PredictorError(f"predictor expects {pred.n_features_in_} inputs, space {pred.space} has another width")
     return pred
 

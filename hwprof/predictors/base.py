@@ -22,15 +22,19 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hwprof.errors import PredictorError
-from hwprof.predictors.features import as_archs, check_one_hot
+from hwprof.predictors.features import arch_matrix, check_one_hot
 from hwprof.spaces import Arch, Space, space as get_space
 
 FORMAT = "hwprof-predictor"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CHANGELOG: dict[int, str] = {
     1: "first version: kind, space, device, training_sha256, params, state",
     2: "gbdt state has 'level' (latest-level factor), transfer state has 'shape' (shape-feature correction); "
     "version-1 files read as level 1 and no correction",
+    3: "elastic spaces' models take the architecture matrix (one-hot, resolution and width ratios: n_features_in "
+    "says which); gbdt state has 'n_shape' (shape-feature columns); auto has param 'holdout' instead of 'cv' and "
+    "state 'validation' {kind: {mape, within_5}} instead of 'cv_mape'; version-2 files read with the one-hot "
+    "only, the first shape columns, and their cross-validated MAPE as validation",
 }
 
 
@@ -43,6 +47,15 @@ def _upgrade(doc: dict) -> dict:
         if doc.get("kind") == "transfer":
             state.setdefault("shape", {})
         doc = {**doc, "state": state, "format_version": 2}
+    if doc.get("format_version") == 2:
+        state, params = dict(doc.get("state", {})), dict(doc.get("params", {}))
+        if doc.get("kind") == "auto":
+            params.pop("cv", None)
+            if "cv_mape" in state:
+                state["validation"] = {k: {"mape": v} for k, v in dict(state.pop("cv_mape")).items()}
+            if isinstance(state.get("best"), dict):
+                state["best"] = _upgrade(state["best"])
+        doc = {**doc, "params": params, "state": state, "format_version": 3}
     return doc
 
 
@@ -121,7 +134,11 @@ def recent_level(y: np.ndarray, fitted: np.ndarray, recent: float, min_rows: int
 
 
 class Predictor(RegressorMixin, BaseEstimator):
-    """Base of hwprof predictors: scikit-learn estimators on the one-hot ``[N, L·K]``.
+    """Base of hwprof predictors: scikit-learn estimators on the architecture matrix ``[N, F]``.
+
+    ``F`` is ``L·K`` (the layer-major one-hot) plus, in elastic spaces, the
+    resolution and width ratios (:func:`~hwprof.predictors.features.arch_matrix`);
+    ``predict_archs`` builds it from architecture texts.
 
     Subclasses define ``kind``, ``differentiable``, ``fit``, ``_predict``,
     ``_state``/``_load_state`` and, when differentiable, ``_torch_module``.
@@ -151,14 +168,16 @@ class Predictor(RegressorMixin, BaseEstimator):
 
     # -- public API -----------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
-        """Latency in ms, float64 ``[N]``, of one-hot rows ``X`` ``[N, L·K]``."""
+        """Latency in ms, float64 ``[N]``, of rows ``X`` ``[N, F]`` (:func:`~hwprof.predictors.features.arch_matrix`)
+        or bare one-hot rows ``[N, L·K]`` (default resolution and widths)."""
         check_is_fitted(self, "training_sha256_")
-        return self._predict(self._check_X(X))
+        X = self._check_X(X)
+        # a model fitted on the bare one-hot of an elastic space (hwprof before 0.2) reads only that
+        return self._predict(X[:, : self.n_features_in_])
 
     def predict_archs(self, archs: Iterable[Arch | str]) -> np.ndarray:
-        """Latency in ms, float64 ``[N]``, of architectures (text or :class:`Arch`)."""
-        archs = as_archs(self.space_, archs)
-        return self.predict(self.space_.one_hot(archs))
+        """Latency in ms, float64 ``[N]``, of architectures (text or :class:`Arch`), resolution and widths included."""
+        return self.predict(arch_matrix(self.space_, archs))
 
     def to_torch(self):
         """Torch module mapping float one-hot ``[..., L·K]`` to latency ms ``[...]``.

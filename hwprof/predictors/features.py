@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from hwprof.errors import PredictorError, SpaceError
+from hwprof.errors import PredictorError, SpaceError, require
 from hwprof.spaces import Arch, Space, space as get_space
 
 
@@ -27,29 +27,215 @@ def as_archs(space: Space, archs: Iterable[Arch | str]) -> list[Arch]:
     return out
 
 
+def extra_columns(space: Space) -> list[str]:
+    """Names of the columns after the one-hot in :func:`arch_matrix` (empty for a space without elasticity).
+
+    ``resolution``: input resolution over the space's default (largest) one,
+    and ``area<l>``: layer ``l``'s feature-map area over its area at the
+    default resolution (:func:`area_ratios`), for elastic-resolution spaces;
+    ``width<l>``: the width of layer ``l`` as a fraction of its candidate's
+    default (:meth:`Space.width_ratio`), for elastic-width spaces.
+    """
+    cols = []
+    if space.elastic_resolution:
+        cols += ["resolution"] + [f"area{i}" for i in range(space.num_layers)]
+    if space.width != "none":
+        cols += [f"width{i}" for i in range(space.num_layers)]
+    return cols
+
+
+def matrix_width(space: Space) -> int:
+    """Columns of :func:`arch_matrix`: ``L·K`` plus the :func:`extra_columns`."""
+    return space.num_layers * space.max_choices + len(extra_columns(space))
+
+
+@lru_cache(maxsize=64)
+def _area_table(space_name: str) -> dict[int, tuple[float, ...]]:
+    sp = get_space(space_name)
+
+    def areas(res: int) -> np.ndarray:
+        g = sp.geometry(res)
+        return np.array([(x.h * x.h + ((x.h - 1) // x.stride + 1) ** 2) / 2 for x in g], dtype=np.float64)
+
+    ref = areas(sp.default_resolution)
+    return {r: tuple(areas(r) / ref) for r in sp.resolutions}
+
+
+def area_ratios(space: Space, resolution: int | None = None) -> np.ndarray:
+    """Each searchable layer's feature-map area at ``resolution`` over that at the default one, ``[L]``.
+
+    The area is the mean of the layer's input and output areas; the ratio is
+    not ``(r / r0)²``: the stride walk rounds up, so at 132 pixels the last
+    stage is 5×5 where 224 gives 7×7 (0.51, not 0.35).
+    """
+    return np.array(_area_table(space.name)[resolution or space.default_resolution])
+
+
+def resolution_columns(space: Space, weights):
+    """The ``resolution`` and ``area<l>`` columns of probabilities over ``space.resolutions``.
+
+    Parameters
+    ----------
+    weights : ndarray or Tensor ``[..., R]``
+        One-hot (a fixed resolution) or soft weights (an expectation, as a
+        searcher of the resolution has).
+
+    Returns
+    -------
+    ``[..., 1 + L]``: expected resolution ratio and area ratios (differentiable in ``weights``).
+    """
+    table = np.array(
+        [[r / space.default_resolution, *area_ratios(space, r)] for r in space.resolutions], dtype=np.float64
+    )
+    if isinstance(weights, np.ndarray):
+        return weights @ table
+    return weights @ weights.new_tensor(table)
+
+
+def arch_matrix(space: Space, archs: Iterable[Arch | str]) -> np.ndarray:
+    """Everything an architecture's text carries, float64 ``[N, F]`` (``F`` = :func:`matrix_width`).
+
+    Columns: the layer-major one-hot ``[L·K]``, then the resolution and area
+    ratios (elastic-resolution spaces) and the ``L`` width ratios
+    (elastic-width spaces); 1.0 means the default. For every other space this
+    is exactly :meth:`Space.one_hot`.
+    """
+    archs = as_archs(space, archs)
+    X = space.one_hot(archs).astype(np.float64)
+    extras = []
+    if space.elastic_resolution:
+        rows = [[space.input_resolution(a) / space.default_resolution, *area_ratios(space, a.resolution)] for a in archs]
+        extras.append(np.array(rows, dtype=np.float64).reshape(len(archs), 1 + space.num_layers))
+    if space.width != "none":
+        geoms = space.geometry()
+        extras.append(
+            np.array(
+                [
+                    [space.width_ratio(g, c, w) for g, c, w in zip(geoms, a.choices, a.widths or (None,) * len(geoms))]
+                    for a in archs
+                ]
+            ).reshape(len(archs), space.num_layers)
+        )
+    return np.hstack([X, *extras]) if extras else X
+
+
 def check_one_hot(space: Space, X) -> np.ndarray:
-    """``X`` as float64 ``[N, L·K]``; raises :class:`PredictorError` on a wrong width."""
+    """``X`` as float64 ``[N, F]`` (:func:`arch_matrix`'s layout).
+
+    A bare one-hot ``[N, L·K]`` is accepted for every space and completed
+    with default resolution and widths (ratio 1). Raises
+    :class:`PredictorError` on any other width or a non-finite entry.
+    """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[None, :]
-    width = space.num_layers * space.max_choices
-    if X.ndim != 2 or X.shape[1] != width:
+    lk = space.num_layers * space.max_choices
+    width = matrix_width(space)
+    if X.ndim != 2 or X.shape[1] not in (lk, width):
+        extra = f" or [N, {width}] with {', '.join(extra_columns(space)[:3])}..." if width != lk else ""
         raise PredictorError(
-            f"expected a one-hot matrix [N, {width}] of space {space.name} "
-            f"({space.num_layers} layers × {space.max_choices} candidates, layer-major), got shape {X.shape}"
+            f"expected a one-hot matrix [N, {lk}] of space {space.name} "
+            f"({space.num_layers} layers × {space.max_choices} candidates, layer-major){extra}, got shape {X.shape}"
         )
     if not np.isfinite(X).all():
         bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise PredictorError(f"row {bad} of the input holds NaN or infinity; features must be finite")
+    if X.shape[1] < width:
+        X = np.hstack([X, np.ones((len(X), width - lk))])
     return X
 
 
 def archs_from_one_hot(space: Space, X) -> list[Arch]:
-    """Architectures of the rows of an exact one-hot ``[N, L·K]`` (argmax per layer)."""
-    X = check_one_hot(space, X).reshape(-1, space.num_layers, space.max_choices)
-    if not np.allclose(X.sum(axis=2), 1.0) or not np.allclose(X.max(axis=2), 1.0):
+    """Architectures of the rows of an exact :func:`arch_matrix` ``[N, F]`` (or bare one-hot).
+
+    The candidate is the argmax per layer; the resolution is the allowed one
+    nearest the ratio, a width the one nearest its ratio.
+    """
+    X = check_one_hot(space, X)
+    lk = space.num_layers * space.max_choices
+    oh = X[:, :lk].reshape(-1, space.num_layers, space.max_choices)
+    if not np.allclose(oh.sum(axis=2), 1.0) or not np.allclose(oh.max(axis=2), 1.0):
         raise PredictorError("shape features need an exact one-hot (one 1 per layer); got soft or empty rows")
-    return [space.from_indices(row) for row in X.argmax(axis=2)]
+    col = lk
+    res = [None] * len(X)
+    if space.elastic_resolution:
+        allowed = np.array(space.resolutions)
+        res = [int(allowed[np.argmin(np.abs(allowed - r * space.default_resolution))]) for r in X[:, col]]
+        col += 1 + space.num_layers
+    out = []
+    for row, r, ratios in zip(oh.argmax(axis=2), res, X[:, col:]):
+        arch = space.from_indices(row, r)
+        if space.width != "none":
+            geoms = space.geometry(r)
+            widths = tuple(space.width_from_ratio(g, c, q) for g, c, q in zip(geoms, arch.choices, ratios))
+            if any(w is not None for w in widths):
+                arch = Arch(arch.choices, arch.resolution, widths)
+        out.append(arch)
+    return out
+
+
+def design(space: Space, X):
+    """Inputs of the additive kinds in elastic spaces: each layer's one-hot times its scale.
+
+    A layer's cost grows with its feature-map area and its width, so the
+    one-hot of layer ``l`` is multiplied by ``s_l = area_l · ω_l``
+    (:func:`area_ratios`, :meth:`Space.width_ratio`); one column per
+    candidate counts its layers (a per-op overhead that does not scale), and
+    one column ``ρ² − 1`` prices the fixed layers' growth with the resolution
+    ``ρ``. A linear model on these columns prices each layer as
+    ``a_k + b_lk · s_l``. Works on numpy arrays and torch tensors alike
+    (differentiable in the extras too).
+
+    Parameters
+    ----------
+    X : ndarray or Tensor ``[..., F]`` (:func:`arch_matrix`) or ``[..., L·K]``
+
+    Returns
+    -------
+    ``[..., L·K + K + 1]`` for elastic spaces given ``[..., F]``; ``X`` itself otherwise.
+    """
+    L, K = space.num_layers, space.max_choices
+    if X.shape[-1] == L * K:
+        return X
+    lead = tuple(X.shape[:-1])
+    one_hot = X[..., : L * K].reshape(*lead, L, K)
+    col = L * K
+    if space.elastic_resolution:
+        rho2 = X[..., col : col + 1] ** 2
+        scale = X[..., col + 1 : col + 1 + L]
+        col += 1 + L
+    else:
+        rho2 = X[..., :1] * 0 + 1
+        scale = X[..., :L] * 0 + 1
+    if space.width != "none":
+        scale = scale * X[..., col : col + L]
+    parts = [(one_hot * scale.reshape(*lead, L, 1)).reshape(*lead, L * K), one_hot.sum(-2), rho2 - 1]
+    if isinstance(X, np.ndarray):
+        return np.concatenate(parts, axis=-1)
+    import torch
+
+    return torch.cat(parts, dim=-1)
+
+
+def design_module(space: Space, net):
+    """Torch module ``x ↦ net(design(x))`` for ``x`` ``[..., F]`` or a bare one-hot ``[..., L·K]``
+    (completed with the default resolution and widths, ratio 1)."""
+    torch = require("torch", "torch")
+    lk, width = space.num_layers * space.max_choices, matrix_width(space)
+
+    class Designed(torch.nn.Module):
+        """Latency (ms) of architecture inputs through the additive design and ``net``."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            if x.shape[-1] == lk and width > lk:
+                x = torch.cat([x, x.new_ones(*x.shape[:-1], width - lk)], dim=-1)
+            return self.net(design(space, x))
+
+    return Designed().eval()
 
 
 def shape_feature_names(space: Space) -> list[str]:
@@ -61,7 +247,15 @@ def shape_feature_names(space: Space) -> list[str]:
         + [f"stage{i}_kparams" for i in range(n)]
         + [f"stage{i}_layers" for i in range(n)]
         + [f"layer{i}_mmacs" for i in range(space.num_layers)]
+        + ["mact", "resolution"]
+        + [f"stage{i}_mact" for i in range(n)]
     )
+
+
+def legacy_shape_columns(space: Space) -> int:
+    """How many of :func:`shape_feature_names` hwprof 0.1 had (the leading ones: whole-network,
+    per-stage MACs, params and layers, per-layer MACs); a saved model of then reads only these."""
+    return 3 + 3 * len(space.stages) + space.num_layers
 
 
 @lru_cache(maxsize=200_000)
@@ -80,9 +274,18 @@ def _shape_row(space_name: str, text: str) -> tuple[float, ...]:
     np.add.at(st_macs, stages, macs)
     np.add.at(st_params, stages, params)
     np.add.at(st_layers, stages, real)
+    act = np.array([op.activation_elems() for op in body], dtype=np.float64) / 1e6
+    st_act = np.zeros(n)
+    np.add.at(st_act, stages, act)
     total_macs = sum(op.macs() for op in ops) / 1e6
     total_params = sum(op.params() for op in ops) / 1e6
-    return tuple(np.concatenate([[total_macs, total_params, real.sum()], st_macs, st_params, st_layers, macs]))
+    total_act = sum(op.activation_elems() for op in ops) / 1e6
+    return tuple(
+        np.concatenate(
+            [[total_macs, total_params, real.sum()], st_macs, st_params, st_layers, macs,
+             [total_act, sp.input_resolution(arch)], st_act]
+        )
+    )
 
 
 def shape_features(space: Space, archs: Sequence[Arch | str]) -> np.ndarray:
@@ -90,7 +293,10 @@ def shape_features(space: Space, archs: Sequence[Arch | str]) -> np.ndarray:
 
     Whole-network MMACs and Mparams (fixed layers included), number of
     non-identity searchable layers, per-stage MMACs, kparams and layer counts,
-    and per-layer MMACs; all from ``space.ops``.
+    per-layer MMACs, then the feature-map elements read and written
+    (millions, :meth:`OpSpec.activation_elems`: the memory traffic that MACs
+    miss) of the network and per stage, and the input resolution (pixels);
+    all from ``space.ops``, so resolution and widths count.
     """
     rows = [_shape_row(space.name, a if isinstance(a, str) else a.encode()) for a in archs]
     return np.array(rows, dtype=np.float64).reshape(len(rows), -1)
@@ -101,4 +307,19 @@ def lut_sum(values: np.ndarray, constant_ms: float, X) -> np.ndarray:
     return np.asarray(X, dtype=np.float64) @ np.asarray(values, dtype=np.float64).ravel() + float(constant_ms)
 
 
-__all__ = ["archs_from_one_hot", "as_archs", "check_one_hot", "lut_sum", "shape_feature_names", "shape_features"]
+__all__ = [
+    "arch_matrix",
+    "archs_from_one_hot",
+    "area_ratios",
+    "as_archs",
+    "check_one_hot",
+    "design",
+    "design_module",
+    "extra_columns",
+    "legacy_shape_columns",
+    "lut_sum",
+    "matrix_width",
+    "resolution_columns",
+    "shape_feature_names",
+    "shape_features",
+]

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from hwprof.predictors.features import archs_from_one_hot, shape_features
+from hwprof.predictors.features import archs_from_one_hot, design, legacy_shape_columns, shape_feature_names, shape_features
 from hwprof.predictors.base import Predictor, recent_level, relative_ridge
 
 
@@ -133,13 +133,15 @@ class GBDTPredictor(Predictor):
         self.seed = seed
 
     def _features(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
-        shapes = shape_features(self.space_, archs_from_one_hot(self.space_, X))
+        shapes = shape_features(self.space_, archs_from_one_hot(self.space_, X))[:, : self.n_shape_]
         return np.hstack([X, shapes, base[:, None] / self.base_scale_ms_])
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
-        self.coef_, self.intercept_, base_loo = relative_ridge(X, y, self.alpha)
-        base = X @ self.coef_ + self.intercept_
+        Z = design(self.space_, X)
+        self.coef_, self.intercept_, base_loo = relative_ridge(Z, y, self.alpha)
+        base = Z @ self.coef_ + self.intercept_
+        self.n_shape_ = len(shape_feature_names(self.space_))
         self.base_scale_ms_ = float(np.mean(y))
         F = self._features(X, base)
         self.trees_: dict[str, np.ndarray] = {"roots": np.zeros(0, dtype=np.int64)}
@@ -169,7 +171,7 @@ class GBDTPredictor(Predictor):
         return 1.0 + self.init_ + _trees_predict(F, self.trees_)
 
     def _predict(self, X):
-        base = X @ self.coef_ + self.intercept_
+        base = design(self.space_, X) @ self.coef_ + self.intercept_
         F = self._features(X, base) if len(self.trees_["roots"]) > 0 else None
         return self.level_ * base * self._correction(F)
 
@@ -181,6 +183,7 @@ class GBDTPredictor(Predictor):
             "init": self.init_,
             "level": self.level_,
             "trees": self.trees_,
+            "n_shape": self.n_shape_,
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -190,6 +193,7 @@ class GBDTPredictor(Predictor):
         self.init_ = float(state["init"])
         self.level_ = float(state["level"])
         self.trees_ = {k: np.asarray(v) for k, v in state["trees"].items()}
+        self.n_shape_ = int(state.get("n_shape", legacy_shape_columns(self.space_)))
 
 
 __all__ = ["GBDTPredictor"]

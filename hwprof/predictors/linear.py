@@ -11,13 +11,17 @@ from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from hwprof.errors import PredictorError, require
-from hwprof.predictors.features import lut_sum
+from hwprof.predictors.features import archs_from_one_hot, design, design_module, lut_sum
 from hwprof.tables.table import LatencyTable, load_table, table_from_dict
 from hwprof.predictors.base import Predictor
 
 
-def linear_module(weight_ms: np.ndarray, bias_ms: float):
-    """Torch module ``x @ weight + bias``: one-hot ``[..., L·K]`` → ms ``[...]`` (float32 buffers)."""
+def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
+    """Torch module ``x @ weight + bias``: one-hot ``[..., L·K]`` → ms ``[...]`` (float32 buffers).
+
+    With ``space`` (an elastic one, weights over :func:`~hwprof.predictors.features.design`),
+    the module takes the architecture matrix ``[..., F]`` (or a bare one-hot) instead.
+    """
     torch = require("torch", "torch")
 
     class LinearLatency(torch.nn.Module):
@@ -31,7 +35,9 @@ def linear_module(weight_ms: np.ndarray, bias_ms: float):
         def forward(self, x):
             return x.to(self.weight.dtype) @ self.weight + self.bias
 
-    return LinearLatency(weight_ms, bias_ms).eval()
+    module = LinearLatency(weight_ms, bias_ms).eval()
+    n_in = space.num_layers * space.max_choices if space is not None else len(np.ravel(weight_ms))
+    return design_module(space, module) if len(np.ravel(weight_ms)) != n_in else module
 
 
 def _resolve_table(table: LatencyTable | str | Path | None) -> LatencyTable:
@@ -49,16 +55,37 @@ class _TablePredictor(Predictor):
         self.values_ = values.ravel()
         self.constant_ms_ = float(constant)
         self.table_metadata_ = dict(table.metadata)
+        # elastic spaces price a resolution or width through the table itself, so it travels along
+        self.table_ = table if self._elastic else None
         if not self.device:
             self.device_ = table.device
 
+    @property
+    def _elastic(self) -> bool:
+        return self.space_.elastic_resolution or self.space_.width != "none"
+
+    def _lut(self, X: np.ndarray) -> np.ndarray:
+        """LUT sum (ms) of rows ``X`` ``[N, F]``; rows off the default resolution or widths read the table."""
+        lk = self.space_.num_layers * self.space_.max_choices
+        out = lut_sum(self.values_, self.constant_ms_, X[:, :lk])
+        if self.table_ is not None:
+            off = ~np.all(np.isclose(X[:, lk:], 1.0), axis=1)
+            if off.any():
+                archs = archs_from_one_hot(self.space_, X[off])
+                out[off] = [self.table_.arch_latency(self.space_, a) for a in archs]
+        return out
+
     def _table_state(self) -> dict[str, Any]:
-        return {"values": self.values_, "constant_ms": self.constant_ms_, "table_metadata": self.table_metadata_}
+        state = {"values": self.values_, "constant_ms": self.constant_ms_, "table_metadata": self.table_metadata_}
+        if self.table_ is not None:
+            state["table"] = self.table_.to_dict()
+        return state
 
     def _load_table_state(self, state: Mapping[str, Any]) -> None:
         self.values_ = np.asarray(state["values"], dtype=np.float64)
         self.constant_ms_ = float(state["constant_ms"])
         self.table_metadata_ = dict(state.get("table_metadata", {}))
+        self.table_ = table_from_dict(state["table"], "the predictor file") if "table" in state else None
 
 
 class LUTPredictor(_TablePredictor):
@@ -90,7 +117,7 @@ class LUTPredictor(_TablePredictor):
         return self
 
     def _predict(self, X):
-        return lut_sum(self.values_, self.constant_ms_, X)
+        return self._lut(X)
 
     def _state(self):
         return self._table_state()
@@ -134,7 +161,7 @@ class LUTCalibratedPredictor(_TablePredictor):
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         self._fit_table()
-        s = lut_sum(self.values_, self.constant_ms_, X)
+        s = self._lut(X)
         # weight rows by 1/y so the fit minimises relative (not absolute) error
         A = (s / y)[:, None] if self.correction == "scale" else np.stack([s / y, 1.0 / y], axis=1)
         if len(y) < A.shape[1]:
@@ -145,7 +172,7 @@ class LUTCalibratedPredictor(_TablePredictor):
         return self
 
     def _predict(self, X):
-        return self.scale_ * lut_sum(self.values_, self.constant_ms_, X) + self.offset_ms_
+        return self.scale_ * self._lut(X) + self.offset_ms_
 
     def _state(self):
         return {**self._table_state(), "scale": self.scale_, "offset_ms": self.offset_ms_}
@@ -161,6 +188,10 @@ class LUTCalibratedPredictor(_TablePredictor):
 
 class RidgePredictor(Predictor):
     """Additive baseline: ridge regression of latency (ms) on the per-layer one-hot.
+
+    In elastic spaces the inputs are :func:`~hwprof.predictors.features.design`'s: each
+    layer's cost is ``a + b · ρ² · ω`` (``ρ`` the resolution ratio, ``ω`` the layer's width
+    ratio), so a 128-pixel and a 224-pixel network are priced apart.
 
     Parameters
     ----------
@@ -180,13 +211,13 @@ class RidgePredictor(Predictor):
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
-        model = Ridge(alpha=self.alpha).fit(X, y)
+        model = Ridge(alpha=self.alpha).fit(design(self.space_, X), y)
         self.coef_ = np.asarray(model.coef_, dtype=np.float64)
         self.intercept_ = float(model.intercept_)
         return self
 
     def _predict(self, X):
-        return X @ self.coef_ + self.intercept_
+        return design(self.space_, X) @ self.coef_ + self.intercept_
 
     def _state(self):
         return {"coef": self.coef_, "intercept": self.intercept_}
@@ -196,7 +227,7 @@ class RidgePredictor(Predictor):
         self.intercept_ = float(state["intercept"])
 
     def _torch_module(self):
-        return linear_module(self.coef_, self.intercept_)
+        return linear_module(self.coef_, self.intercept_, self.space_)
 
 
 __all__ = ["LUTCalibratedPredictor", "LUTPredictor", "RidgePredictor", "linear_module", "table_from_dict"]

@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval
 
 from hwprof.errors import PredictorError, require
 from hwprof.predictors.base import Predictor, recent_level, relative_ridge, training_sha256
+from hwprof.predictors.features import design, design_module
 
 
 def _module(n_in: int, hidden: tuple[int, ...], linear: bool, mu: float, sd: float):
@@ -120,6 +121,7 @@ class MLPPredictor(Predictor):
     def fit(self, X, y):
         torch = require("torch", "torch")
         X, y = self._fit_start(X, y)
+        X = design(self.space_, X)  # elastic spaces: the per-layer resolution and width interactions
         mu = float(np.mean(y))
         sd = float(np.std(y)) if len(y) > 1 and np.std(y) > 0 else max(mu, 1e-6)
         torch.manual_seed(self.seed)
@@ -184,7 +186,7 @@ class MLPPredictor(Predictor):
     def _predict(self, X):
         torch = require("torch", "torch")
         with torch.no_grad():
-            return self.net_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+            return self.net_(torch.as_tensor(design(self.space_, X), dtype=torch.float32)).double().numpy()
 
     def _state(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "linear": bool(self.linear), "weights": dict(self.state_)}
@@ -205,7 +207,9 @@ class MLPPredictor(Predictor):
     def _torch_module(self):
         import copy
 
-        return copy.deepcopy(self.net_)
+        net = copy.deepcopy(self.net_)
+        lk = self.space_.num_layers * self.space_.max_choices
+        return design_module(self.space_, net) if self.n_features_in_ != lk else net
 
     @classmethod
     def from_lightnas_state_dict(

@@ -1,4 +1,4 @@
-"""``transfer`` (few-shot for a new device) and ``auto`` (kind chosen by cross-validation).
+"""``transfer`` (few-shot for a new device) and ``auto`` (kind chosen on the latest rows).
 
 Transfer: predictors fitted on other devices (the priors) already rank
 architectures; on a new device only a couple of parameters can be learned
@@ -15,13 +15,12 @@ with few or uninformative samples it shrinks to nothing.
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -183,20 +182,25 @@ class TransferPredictor(Predictor):
         self.shape_intercept_ = float(shape.get("intercept", 0.0))
 
 
-def mape(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / y - 1.0)))
-
-
 class AutoPredictor(Predictor):
-    """Chooses a kind by k-fold cross-validated MAPE on the training rows, then refits it.
+    """Chooses a kind on the latest training rows, as it will be used, then refits it on all rows.
+
+    A predictor is used on architectures measured after its training set, on
+    the device as it is then; so each candidate kind is fitted on the earlier
+    rows (in the order given, which should be measurement order) and scored
+    on the last ``holdout`` share of them, not on shuffled folds: what
+    ``gbdt`` and ``mlp`` gain by following the device's latest level shows only
+    there. The kind with the lowest hold-out MAPE is refitted on every row;
+    the choice and every kind's hold-out MAPE and ±5% share are kept in the
+    model file.
 
     Parameters
     ----------
     space, device : str
     kinds : sequence of str
         Candidate kinds (``lut-calibrated`` needs ``table``).
-    cv : int
-        Folds.
+    holdout : float in (0, 0.5]
+        Share of the latest rows that validates (at least 2 rows, at most half).
     seed : int
     table : LatencyTable or path, optional
         For the table-based kinds.
@@ -207,16 +211,16 @@ class AutoPredictor(Predictor):
         "space": [str],
         "device": [str],
         "kinds": [tuple, list],
-        "cv": [Interval(Integral, 2, None, closed="left")],
+        "holdout": [Interval(Real, 0, 0.5, closed="right")],
         "seed": [Interval(Integral, 0, None, closed="left")],
         "table": "no_validation",
     }
 
-    def __init__(self, space="proxylessnas", device="", kinds=("ridge", "gbdt", "mlp"), cv=3, seed=0, table=None):
+    def __init__(self, space="proxylessnas", device="", kinds=("ridge", "gbdt", "mlp"), holdout=0.2, seed=0, table=None):
         self.space = space
         self.device = device
         self.kinds = kinds
-        self.cv = cv
+        self.holdout = holdout
         self.seed = seed
         self.table = table
 
@@ -228,19 +232,24 @@ class AutoPredictor(Predictor):
         from hwprof.predictors import make_predictor
 
         extra = {"table": self.table} if kind in ("lut", "lut-calibrated") else {}
+        extra.update(seed=self.seed) if kind in ("gbdt", "mlp") else None
         return make_predictor(kind, space=self.space, device=self.device, **extra)
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         if "auto" in self.kinds or "transfer" in self.kinds:
             raise PredictorError("auto chooses among ridge, lut, lut-calibrated, gbdt and mlp")
-        folds = KFold(min(self.cv, len(y)), shuffle=True, random_state=self.seed)
-        scores: dict[str, float] = {}
+        if len(y) < 4:
+            raise PredictorError(f"auto needs at least 4 measured architectures to validate on, got {len(y)}")
+        n_val = int(min(max(np.ceil(self.holdout * len(y)), 2), len(y) // 2))
+        fit_rows, val_rows = slice(0, len(y) - n_val), slice(len(y) - n_val, None)
+        self.validation_: dict[str, dict[str, float]] = {}
         for kind in self.kinds:
-            errs = [mape(y[te], self._make(kind).fit(X[tr], y[tr]).predict(X[te])) for tr, te in folds.split(X)]
-            scores[kind] = float(np.mean(errs))
-        self.cv_mape_ = scores
-        self.chosen_kind_ = min(scores, key=scores.get)
+            pred = self._make(kind).fit(X[fit_rows], y[fit_rows]).predict(X[val_rows])
+            rel = np.abs(pred / y[val_rows] - 1.0)
+            self.validation_[kind] = {"mape": float(rel.mean()), "within_5": float(np.mean(rel <= 0.05))}
+        self.validation_rows_ = n_val
+        self.chosen_kind_ = min(self.validation_, key=lambda k: self.validation_[k]["mape"])
         self.best_ = self._make(self.chosen_kind_).fit(X, y)
         return self
 
@@ -251,13 +260,19 @@ class AutoPredictor(Predictor):
         return self.best_.to_torch()
 
     def _state(self) -> dict[str, Any]:
-        return {"chosen_kind": self.chosen_kind_, "cv_mape": self.cv_mape_, "best": self.best_.to_document()}
+        return {
+            "chosen_kind": self.chosen_kind_,
+            "validation": self.validation_,
+            "validation_rows": self.validation_rows_,
+            "best": self.best_.to_document(),
+        }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         from hwprof.predictors import predictor_from_document
 
         self.chosen_kind_ = str(state["chosen_kind"])
-        self.cv_mape_ = {str(k): float(v) for k, v in state["cv_mape"].items()}
+        self.validation_ = {str(k): {m: float(v) for m, v in d.items()} for k, d in state["validation"].items()}
+        self.validation_rows_ = int(state.get("validation_rows", 0))
         self.best_ = predictor_from_document(state["best"])
 
 

@@ -239,6 +239,17 @@ class OpSpec:
             return n + (0 if self.stride == 1 else ci * k2 + ci * ci)
         return 0
 
+    def activation_elems(self) -> int:
+        """Feature-map elements the op reads and writes (whole batch): input, output, and for
+        ``mbconv``/``shuffle``/``xception`` the expanded ``mid`` maps before and after the depthwise
+        conv. With :meth:`params`, a proxy of the bytes an op moves (× 4 in fp32).
+        """
+        ho, wo = self.out_hw
+        n = self.h * self.w * self.cin + ho * wo * self.cout
+        if self.kind in ("mbconv", "shuffle", "xception") and self.mid:
+            n += self.h * self.w * self.mid + ho * wo * self.mid
+        return 0 if self.kind == "skip" else int(n) * self.batch
+
     # -- key -----------------------------------------------------------------
     def encode(self) -> str:
         """Canonical key of this op (see the module docstring for the grammar)."""

@@ -308,6 +308,31 @@ class Space:
         e = int(m.group(2))
         return (g.cin * e * 2 // 3, g.cin * e * 4 // 3)
 
+    def width_ratio(self, g: LayerGeom, cand: str, width: int | float | None) -> float:
+        """A layer's width as a fraction of its candidate's default (1.0 for no width or a skip).
+
+        ``mid`` spaces: mid channels over ``cin · expansion``; ``scale`` spaces:
+        the channel multiplier itself.
+        """
+        if width is None or cand == "skip":
+            return 1.0
+        if self.width == "scale":
+            return float(width)
+        m = _MB.match(cand)
+        return float(width) / (g.cin * int(m.group(2))) if m else 1.0
+
+    def width_from_ratio(self, g: LayerGeom, cand: str, ratio: float) -> int | float | None:
+        """Inverse of :meth:`width_ratio`: None for the default width (ratio 1) or a layer without width."""
+        if self.width == "none" or cand == "skip" or abs(ratio - 1.0) < 1e-6:
+            return None
+        if self.width == "scale":
+            return min(SCALES, key=lambda x: abs(x - ratio))
+        m = _MB.match(cand)
+        if m is None:
+            return None
+        mid = int(round(ratio * g.cin * int(m.group(2))))
+        return None if mid == g.cin * int(m.group(2)) else mid
+
     def choice_ops(self, resolution: int | None = None, batch: int = 1) -> list[list[OpSpec | None]]:
         """``[L][K]`` ops of every candidate at every layer (None where illegal)."""
         return [
@@ -425,14 +450,21 @@ class Space:
         np.put_along_axis(out, idx[:, :, None], 1.0, axis=2)
         return out.reshape(len(idx), self.num_layers * self.max_choices)
 
-    def sample(self, n: int, seed: int | None = 0) -> list[Arch]:
+    def sample(self, n: int, seed: int | None = 0, widths: bool = False) -> list[Arch]:
         """``n`` random legal architectures.
 
         Each layer takes a uniform choice among its legal candidates; spaces
         with per-stage depth first draw the depth of each stage uniformly,
         then the candidates of the kept layers (as OFA samples); elastic
-        resolution is drawn uniformly.
+        resolution is drawn uniformly. With ``widths`` (elastic-width spaces),
+        every non-skip layer also draws its width uniformly: an integer mid
+        count in :meth:`mid_range` (``mid``) or a multiplier of ``SCALES``
+        (``scale``); these draws come from a second generator, so the
+        candidates of a seed do not depend on ``widths``.
         """
+        if widths and self.width == "none":
+            raise SpaceError(f"{self.name} has no elastic width to sample")
+        width_rng = np.random.default_rng(None if seed is None else [seed, 1])
         rng = np.random.default_rng(seed)
         geoms = self.geometry()
         # legal draws per layer, computed once; rng.integers(len) is the draw rng.choice(list) makes
@@ -449,8 +481,23 @@ class Space:
                     choices.append("skip")
                 else:
                     choices.append(cands[rng.integers(len(cands))])
-            out.append(Arch(tuple(choices), res))
+            drawn = None
+            if widths:
+                drawn = tuple(self._draw_width(width_rng, g, c) for g, c in zip(geoms, choices))
+                drawn = drawn if any(w is not None for w in drawn) else None
+            out.append(Arch(tuple(choices), res, drawn))
         return out
+
+    def _draw_width(self, rng: np.random.Generator, g: LayerGeom, cand: str) -> int | float | None:
+        if cand == "skip":
+            return None
+        if self.width == "scale":
+            width: int | float = SCALES[int(rng.integers(len(SCALES)))]
+        else:
+            lo, hi = self.mid_range(g, cand)
+            width = int(rng.integers(lo, hi + 1))
+        # the default width is written as no width, so one network has one text
+        return self.width_from_ratio(g, cand, self.width_ratio(g, cand, width))
 
     def _coerce(self, arch: Arch | str) -> Arch:
         if isinstance(arch, str):
