@@ -10,11 +10,16 @@
 3. Local CPU (needs a store with op and arch records): ``lut-calibrated``
    from the op table and 20 end-to-end measurements, tested on other
    architectures of the store.
+4. Elastic spaces (``--elastic STORE --space ofa-mbv3``, a store of
+   ``hwprof measure --space ofa-mbv3 --archs 300``, or ``tfnas --widths``):
+   every kind trained on the first 200 architectures in measurement order,
+   tested on the next 100, against ridge on the bare one-hot (hwprof 0.1).
 
 Usage::
 
     python benchmarks/bench_predictors.py                       # parts 1 and 2
     python benchmarks/bench_predictors.py --store results.sqlite --device cpu --space proxylessnas
+    python benchmarks/bench_predictors.py --elastic ofa.sqlite --device cpu --space ofa-mbv3
 """
 
 from __future__ import annotations
@@ -185,10 +190,43 @@ def part_store(store: Path, device: str, space: str, n_cal: int, n_test: int, se
     print("  targets: lut-calibrated MAPE ≤ 2% and ≥ 95% within ±5% on 100 other architectures")
 
 
+def part_elastic(store: Path, device: str, space: str, n_train: int, n_test: int, kinds: list[str]) -> None:
+    """Every kind on a store of an elastic space, trained on the first rows and tested on the next (measurement order)."""
+    from hwprof.predictors.evaluate import store_dataset
+    from hwprof.predictors.features import arch_matrix
+
+    sp = get_space(space)
+    table, archs, y = store_dataset(store, device, sp)
+    if len(archs) < n_train + n_test:
+        raise SystemExit(f"{store} has {len(archs)} architectures of {space} on {device}; need {n_train + n_test}")
+    X = arch_matrix(sp, archs)
+    tr, te = slice(0, n_train), slice(n_train, n_train + n_test)
+    res = sorted({sp.input_resolution(a) for a in archs})
+    widths = sum(a.widths is not None for a in archs)
+    print(f"\n## {space} on {device} ({store}): train on the first {n_train} architectures, test on the next {n_test}")
+    print(f"   {len(res)} resolutions ({res[0]}..{res[-1]}), {widths} architectures with elastic widths, "
+          f"latency {y.min():.2f}..{y.max():.2f} ms")
+    print(f"   {'kind':26s} {'MAPE':>7s} {'±5%':>7s} {'±10%':>7s} {'ρ':>7s} {'s':>6s}")
+    rows = [("ridge on the one-hot (0.1)", "ridge", sp.one_hot(archs))] + [(k, k, X) for k in kinds]
+    if table is not None:
+        rows += [(k, k, X) for k in ("lut", "lut-calibrated")]
+    for label, kind, feats in rows:
+        t0 = time.perf_counter()
+        extra = {"table": table} if kind in ("lut", "lut-calibrated") or (kind == "auto" and table is not None) else {}
+        if kind == "auto" and table is not None:
+            extra["kinds"] = ("ridge", "lut-calibrated", "gbdt", "mlp")
+        model = make_predictor(kind, space=space, device=device, **extra).fit(feats[tr], y[tr])
+        m = metrics(y[te], model.predict(feats[te]))
+        chose = f"  (chose {model.chosen_kind_})" if kind == "auto" else ""
+        print(f"   {label:26s} {m.mape:7.2%} {m.within_5:7.1%} {m.within_10:7.1%} {m.spearman:7.4f} "
+              f"{time.perf_counter() - t0:6.1f}{chose}", flush=True)
+    print("   targets: ≥ 95% within ±5% and MAPE ≤ 2.5% for the best kind and for auto")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HELP_CSV)
-    ap.add_argument("--kinds", default="ridge,gbdt,mlp", help="kinds for part 1 (ridge is the baseline)")
+    ap.add_argument("--kinds", default="ridge,gbdt,mlp,auto", help="kinds for part 1 (ridge is the baseline)")
     ap.add_argument("--columns", default="", help="comma-separated subset of target columns")
     ap.add_argument("--train-size", type=int, default=4000)
     ap.add_argument("--diagnose", action="store_true",
@@ -206,8 +244,14 @@ def main(argv=None) -> None:
     ap.add_argument("--calibration", type=int, default=20)
     ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--elastic", type=Path, help="store of arch records of an elastic space (--space): every kind")
+    ap.add_argument("--elastic-train", type=int, default=200)
     args = ap.parse_args(argv)
 
+    if args.elastic is not None:
+        kinds = ["ridge"] + [k for k in args.kinds.split(",") if k and k != "ridge"]
+        part_elastic(args.elastic, args.device, args.space, args.elastic_train, args.test, kinds)
+        return
     if args.store is not None:
         part_store(args.store, args.device, args.space, args.calibration, args.test, args.seed)
         if args.skip_full and args.skip_fewshot:

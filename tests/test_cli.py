@@ -73,3 +73,33 @@ def test_measure_then_export(tmp_path):
     df = pd.read_parquet(tmp_path / "r.parquet")
     assert len(df) == 4 and (df.median_ms > 0).all() and set(df.device) == {"cpu"}
     assert sorted(df["round"]) == [1, 1, 2, 2] and df.arch.nunique() == 2
+
+
+def test_measure_samples_widths_in_elastic_width_spaces(tmp_path):
+    res = hwprof("measure", "--ops", "--widths", cwd=tmp_path)
+    assert res.returncode == 2 and "--widths applies to --archs" in res.stderr
+    res = hwprof("measure", "--space", "proxylessnas", "--archs", "1", "--widths", cwd=tmp_path)
+    assert res.returncode == 2 and "no elastic width" in res.stderr
+    res = hwprof("measure", "--device", "cpu", "--space", "tfnas", "--archs", "1", "--widths", "--seed", "2",
+                 "--store", "w.sqlite", "--max-runs", "3", "--min-runs", "2", "--max-time", "1", "--rounds", "1",
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = hwprof("export", "--store", "w.sqlite", "-o", "w.csv", cwd=tmp_path)
+    assert "@" in pd.read_csv(tmp_path / "w.csv").arch[0]
+
+
+def test_fit_predictor_auto_sees_the_resolution(tmp_path):
+    """The issue's reproduction: ofa-mbv3 with mixed resolutions, --kind gbdt and auto fit and beat the one-hot."""
+    from hwprof.spaces import space
+
+    sp = space("ofa-mbv3")
+    archs = sp.sample(160, seed=4)
+    ms = [sum(0.02 + 0.004 * (op.macs() / 1e6) ** 0.9 for op in sp.ops(a) if op.kind != "skip") for a in archs]
+    pd.DataFrame({"arch": [a.encode() for a in archs], "t_ms": ms}).to_csv(tmp_path / "ofa.csv", index=False)
+    for kind in ("gbdt", "auto"):
+        res = hwprof("fit-predictor", "--space", "ofa-mbv3", "--data", "ofa.csv", "--target", "t_ms",
+                     "--kind", kind, "--train-size", "120", "-o", f"{kind}.json", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    assert "chose" in res.stdout and "latest 24 rows" in res.stdout
+    res = hwprof("predict", "--model", "auto.json", archs[0].encode(), cwd=tmp_path)
+    assert res.returncode == 0 and abs(float(res.stdout.split()[0]) / ms[0] - 1) < 0.05, res.stdout

@@ -221,3 +221,26 @@ def test_predict_archs_and_input_errors(help_data):
     with pytest.raises(PredictorError, match="unknown predictor kind"):
         make_predictor("forest", space="fbnet-c100")
     assert set(KINDS) == {"lut", "lut-calibrated", "ridge", "mlp", "gbdt", "transfer", "auto"}
+
+
+def test_version_2_files_still_load(help_data, tmp_path):
+    """An auto file of hwprof 0.1 (format 2: param cv, state cv_mape) and a gbdt one without n_shape."""
+    Xtr, ytr, Xte, _ = _split(help_data, "1080ti_32_ms")
+    auto = make_predictor("auto", space="fbnet-c100", kinds=("ridge",)).fit(Xtr[:100], ytr[:100])
+    doc = json.loads(auto.save(tmp_path / "new.json").read_text())
+    doc["format_version"] = 2
+    doc["params"] = {k: v for k, v in doc["params"].items() if k != "holdout"} | {"cv": 3}
+    doc["state"]["cv_mape"] = {"ridge": 0.0123}
+    del doc["state"]["validation"], doc["state"]["validation_rows"]
+    doc["state"]["best"]["format_version"] = 2
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    old = load_predictor(tmp_path / "old.json")
+    assert old.validation_ == {"ridge": {"mape": 0.0123}} and old.chosen_kind_ == "ridge"
+    np.testing.assert_allclose(old.predict(Xte), auto.predict(Xte))
+
+    gbdt = make_predictor("gbdt", space="fbnet-c100", n_estimators=0).fit(Xtr[:100], ytr[:100])
+    doc = json.loads(gbdt.save(tmp_path / "g.json").read_text())
+    doc["format_version"] = 2
+    del doc["state"]["n_shape"]
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    np.testing.assert_allclose(load_predictor(tmp_path / "g.json").predict(Xte), gbdt.predict(Xte))

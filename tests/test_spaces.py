@@ -645,3 +645,20 @@ def test_proxylessnas_macs_in_the_range_of_the_papers_models() -> None:
     widest = sp.macs(sp.parse("-".join(["k7_e6"] * 21))) / 1e6
     assert 550 < widest < 650
     assert math.isclose(sp.macs(sp.parse("-".join(["k3_e6"] * 21))) / 1e6, 472.7, abs_tol=0.1)
+
+
+@pytest.mark.parametrize("name", ["tfnas", "spos"])
+def test_sampled_widths_are_legal_seeded_and_leave_the_candidates_alone(name):
+    sp = space(name)
+    plain, wide = sp.sample(40, seed=3), sp.sample(40, seed=3, widths=True)
+    assert [a.choices for a in plain] == [a.choices for a in wide]
+    assert [a.encode() for a in wide] == [a.encode() for a in sp.sample(40, seed=3, widths=True)]
+    drawn = [w for a in wide for w in (a.widths or ()) if w is not None]
+    assert len(drawn) > 40 and len(set(drawn)) > 5
+    for a in wide:
+        sp.validate(sp.parse(a.encode()))
+        for g, c, w in zip(sp.geometry(), a.choices, a.widths or (None,) * sp.num_layers):
+            # the default width is written as none: one network, one text
+            assert w is None or sp.width_from_ratio(g, c, sp.width_ratio(g, c, w)) == w
+    with pytest.raises(SpaceError, match="no elastic width"):
+        space("proxylessnas").sample(1, widths=True)

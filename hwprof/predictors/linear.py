@@ -11,7 +11,7 @@ from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from hwprof.errors import PredictorError, require
-from hwprof.predictors.features import archs_from_one_hot, design, design_module, lut_sum
+from hwprof.predictors.features import archs_from_one_hot, design, design_module, elastic, fold_design, lut_sum
 from hwprof.tables.table import LatencyTable, load_table, table_from_dict
 from hwprof.predictors.base import Predictor
 
@@ -38,6 +38,18 @@ def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
     module = LinearLatency(weight_ms, bias_ms).eval()
     n_in = space.num_layers * space.max_choices if space is not None else len(np.ravel(weight_ms))
     return design_module(space, module) if len(np.ravel(weight_ms)) != n_in else module
+
+
+def linear_fit(space, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Weights to keep of a fit on :func:`design`'s columns: folded onto the one-hot ``[L·K]`` where
+    that is exact (a space without elasticity), so the model stays a plain sum over layers."""
+    return coef if elastic(space) else fold_design(space, coef)
+
+
+def linear_inputs(space, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """The columns ``coef`` weighs: the one-hot for folded (or hwprof 0.1) weights, else :func:`design`'s."""
+    lk = space.num_layers * space.max_choices
+    return X[:, :lk] if len(coef) == lk else design(space, X)
 
 
 def _resolve_table(table: LatencyTable | str | Path | None) -> LatencyTable:
@@ -189,9 +201,10 @@ class LUTCalibratedPredictor(_TablePredictor):
 class RidgePredictor(Predictor):
     """Additive baseline: ridge regression of latency (ms) on the per-layer one-hot.
 
-    In elastic spaces the inputs are :func:`~hwprof.predictors.features.design`'s: each
-    layer's cost is ``a + b · ρ² · ω`` (``ρ`` the resolution ratio, ``ω`` the layer's width
-    ratio), so a 128-pixel and a 224-pixel network are priced apart.
+    The inputs are :func:`~hwprof.predictors.features.design`'s: the one-hot scaled by
+    each layer's feature-map area and width (so a 128-pixel and a 224-pixel network are
+    priced apart) and a MACs prior per candidate type. In a space without elasticity
+    the fit folds back onto one weight per layer and candidate (``coef_`` ``[L·K]``).
 
     Parameters
     ----------
@@ -212,12 +225,12 @@ class RidgePredictor(Predictor):
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         model = Ridge(alpha=self.alpha).fit(design(self.space_, X), y)
-        self.coef_ = np.asarray(model.coef_, dtype=np.float64)
+        self.coef_ = linear_fit(self.space_, X, np.asarray(model.coef_, dtype=np.float64))
         self.intercept_ = float(model.intercept_)
         return self
 
     def _predict(self, X):
-        return design(self.space_, X) @ self.coef_ + self.intercept_
+        return linear_inputs(self.space_, X, self.coef_) @ self.coef_ + self.intercept_
 
     def _state(self):
         return {"coef": self.coef_, "intercept": self.intercept_}

@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval
 from hwprof.errors import PredictorError, require
 from hwprof.predictors.base import Predictor, recent_level, relative_ridge, training_sha256
 from hwprof.predictors.features import design, design_module
+from hwprof.predictors.linear import linear_fit, linear_inputs
 
 
 def _module(n_in: int, hidden: tuple[int, ...], linear: bool, mu: float, sd: float):
@@ -121,13 +122,14 @@ class MLPPredictor(Predictor):
     def fit(self, X, y):
         torch = require("torch", "torch")
         X, y = self._fit_start(X, y)
-        X = design(self.space_, X)  # elastic spaces: the per-layer resolution and width interactions
+        coef, intercept, base_loo = relative_ridge(design(self.space_, X), y, 1e-3)
+        coef = linear_fit(self.space_, X, coef)
+        X = linear_inputs(self.space_, X, coef)  # elastic spaces: the design; otherwise the one-hot
+        base = X @ coef + intercept
         mu = float(np.mean(y))
         sd = float(np.std(y)) if len(y) > 1 and np.std(y) > 0 else max(mu, 1e-6)
         torch.manual_seed(self.seed)
         net = _module(X.shape[1], tuple(self.hidden), self.linear, mu, sd)
-        coef, intercept, base_loo = relative_ridge(X, y, 1e-3)
-        base = X @ coef + intercept
         if self.linear:  # start from the additive fit, the MLP's last layer near zero
             with torch.no_grad():
                 net.linear.weight.copy_(torch.as_tensor(coef[None, :] / sd, dtype=torch.float32))
@@ -186,7 +188,9 @@ class MLPPredictor(Predictor):
     def _predict(self, X):
         torch = require("torch", "torch")
         with torch.no_grad():
-            return self.net_(torch.as_tensor(design(self.space_, X), dtype=torch.float32)).double().numpy()
+            lk = self.space_.num_layers * self.space_.max_choices
+            X = X[:, :lk] if self.net_.pred[0].in_features == lk else design(self.space_, X)
+            return self.net_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
 
     def _state(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "linear": bool(self.linear), "weights": dict(self.state_)}
@@ -209,7 +213,7 @@ class MLPPredictor(Predictor):
 
         net = copy.deepcopy(self.net_)
         lk = self.space_.num_layers * self.space_.max_choices
-        return design_module(self.space_, net) if self.n_features_in_ != lk else net
+        return design_module(self.space_, net) if net.pred[0].in_features != lk else net
 
     @classmethod
     def from_lightnas_state_dict(
