@@ -190,20 +190,38 @@ def part_store(store: Path, device: str, space: str, n_cal: int, n_test: int, se
     print("  targets: lut-calibrated MAPE ≤ 2% and ≥ 95% within ±5% on 100 other architectures")
 
 
-def part_elastic(store: Path, device: str, space: str, n_train: int, n_test: int, kinds: list[str]) -> None:
+def split_half(store: Path, device: str, sp, statistic: str) -> str:
+    """How far two halves of each workload's rounds (odd, even) disagree: what no predictor can beat."""
+    from hwprof.measure.records import rounds_by_key
+    from hwprof.measure.stats import combine
+    from hwprof.measure.store import Store
+
+    with Store(store) as st:
+        rounds = rounds_by_key(st.records(device=device, kind="arch", space=sp.name))
+    d = np.array([abs(combine(r[0::2], statistic) / combine(r[1::2], statistic) - 1) for r in rounds.values() if len(r) > 1])
+    if not len(d):
+        return "one round per workload: unknown"
+    return f"odd and even rounds differ by a median of {np.median(d):.2%} (p90 {np.percentile(d, 90):.2%})"
+
+
+def part_elastic(
+    store: Path, device: str, space: str, n_train: int, n_test: int, kinds: list[str], statistic: str = "median"
+) -> None:
     """Every kind on a store of an elastic space, trained on the first rows and tested on the next (measurement order)."""
     from hwprof.predictors.evaluate import store_dataset
     from hwprof.predictors.features import arch_matrix
 
     sp = get_space(space)
-    table, archs, y = store_dataset(store, device, sp)
+    table, archs, y = store_dataset(store, device, sp, statistic)
     if len(archs) < n_train + n_test:
         raise SystemExit(f"{store} has {len(archs)} architectures of {space} on {device}; need {n_train + n_test}")
     X = arch_matrix(sp, archs)
     tr, te = slice(0, n_train), slice(n_train, n_train + n_test)
     res = sorted({sp.input_resolution(a) for a in archs})
     widths = sum(a.widths is not None for a in archs)
-    print(f"\n## {space} on {device} ({store}): train on the first {n_train} architectures, test on the next {n_test}")
+    print(f"\n## {space} on {device} ({store}, {statistic} of each round, median over rounds): "
+          f"train on the first {n_train} architectures, test on the next {n_test}")
+    print(f"   the data's own noise: {split_half(store, device, sp, statistic)}")
     print(f"   {len(res)} resolutions ({res[0]}..{res[-1]}), {widths} architectures with elastic widths, "
           f"latency {y.min():.2f}..{y.max():.2f} ms")
     print(f"   {'kind':26s} {'MAPE':>7s} {'±5%':>7s} {'±10%':>7s} {'ρ':>7s} {'s':>6s}")
@@ -246,11 +264,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--elastic", type=Path, help="store of arch records of an elastic space (--space): every kind")
     ap.add_argument("--elastic-train", type=int, default=200)
+    ap.add_argument("--statistic", default="median", help="per-round statistic of the store's samples (median, min)")
     args = ap.parse_args(argv)
 
     if args.elastic is not None:
         kinds = ["ridge"] + [k for k in args.kinds.split(",") if k and k != "ridge"]
-        part_elastic(args.elastic, args.device, args.space, args.elastic_train, args.test, kinds)
+        part_elastic(args.elastic, args.device, args.space, args.elastic_train, args.test, kinds, args.statistic)
         return
     if args.store is not None:
         part_store(args.store, args.device, args.space, args.calibration, args.test, args.seed)

@@ -19,28 +19,37 @@ from hwprof.spaces.ops import OpSpec, decode
 
 KIND_OP = "op"
 KIND_ARCH = "arch"
+KIND_MODEL = "model"
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One thing to time: an operator (by key) or an architecture of a space.
+    """One thing to time: an operator (by key), an architecture of a space, or a user's model.
 
     Attributes
     ----------
     kind : str
-        ``"op"`` or ``"arch"``.
+        ``"op"``, ``"arch"`` or ``"model"``.
     key : str
-        Canonical op key, or the architecture text form.
+        Canonical op key, the architecture text form, or a model's key
+        (:func:`hwprof.artifacts.model.model_workload`: name, sha256 prefix, input shape).
     space : str
-        Space name for architectures ("" for ops).
+        Space name for architectures ("" for ops and models).
     batch : int
         Batch size (ops carry it in their key too).
+    source : str
+        Models only: the file's absolute path, or ``torchvision:NAME``.
+    input_shape : tuple of int
+        Models only: the input without its batch, in the file's layout
+        (``(c, h, w)``; ``(h, w, c)`` for TFLite).
     """
 
     kind: str
     key: str
     space: str = ""
     batch: int = 1
+    source: str = ""
+    input_shape: tuple[int, ...] = ()
 
     @classmethod
     def of_op(cls, op: OpSpec) -> Workload:
@@ -63,7 +72,8 @@ class Workload:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "key": self.key, "space": self.space, "batch": self.batch}
+        out = {"kind": self.kind, "key": self.key, "space": self.space, "batch": self.batch}
+        return out | ({"source": self.source} if self.kind == KIND_MODEL else {})
 
 
 class ArtifactCache:
@@ -108,6 +118,8 @@ def artifact_for(workload: Workload, fmt: str, directory: Path, seed: int = 0) -
     from hwprof.artifacts.export import check_format, export_module
 
     check_format(fmt)
+    if workload.kind == KIND_MODEL and not workload.source.startswith("torchvision:"):
+        return _model_file(workload, fmt)
     path = Path(directory) / f"{workload.digest}{SUFFIXES[fmt]}"
     build, shape = _builder(workload)
     if not path.exists():  # a cached file needs only its shape: the module is built for export alone
@@ -120,8 +132,34 @@ def artifact_for(workload: Workload, fmt: str, directory: Path, seed: int = 0) -
     return Artifact(path, fmt, hashlib.sha256(path.read_bytes()).hexdigest(), shape, workload.key)
 
 
+def _model_file(workload: Workload, fmt: str) -> Artifact:
+    """A user's model file as it is: checked to be the file the workload named, in the device's format."""
+    from hwprof.artifacts.model import MODEL_FORMATS, sha256_of
+
+    path = Path(workload.source)
+    own = MODEL_FORMATS[path.suffix.lower()]
+    if own != fmt:
+        raise MeasurementError(
+            f"this device runs {fmt} files and {path.name} is {own}; hwprof does not convert a user's model: "
+            f"export it to {SUFFIXES[fmt]} (or measure it on a device that runs {own})"
+        )
+    if not path.is_file():
+        raise MeasurementError(f"model file {path} is gone")
+    digest = sha256_of(path)
+    if not workload.key.rpartition(":")[0].endswith("@" + digest[:16]):
+        raise MeasurementError(f"{path} changed since the campaign started (sha256 {digest[:16]}); start it again")
+    c, h, w = (workload.input_shape[2], *workload.input_shape[:2]) if fmt == "tflite" else workload.input_shape
+    return Artifact(path, fmt, digest, (workload.batch, c, h, w), workload.key)
+
+
 def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int, int]]:
     """A function building the workload's torch module, and its NCHW input shape (an architecture parsed once)."""
+    if workload.kind == KIND_MODEL:  # torchvision:NAME
+        from hwprof.artifacts.model import torchvision_module
+
+        name = workload.source.split(":", 1)[1]
+        c, h, w = workload.input_shape
+        return (lambda: torchvision_module(name)), (workload.batch, c, h, w)
     from hwprof.spaces import space
 
     if workload.kind == KIND_OP:
@@ -135,4 +173,4 @@ def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int
     return (lambda: sp.build(arch)), (workload.batch, 3, r, r)
 
 
-__all__ = ["ArtifactCache", "KIND_ARCH", "KIND_OP", "Workload", "artifact_for"]
+__all__ = ["ArtifactCache", "KIND_ARCH", "KIND_MODEL", "KIND_OP", "Workload", "artifact_for"]

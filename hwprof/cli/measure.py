@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -26,6 +26,12 @@ def measure(
     space: str = typer.Option("proxylessnas", "--space", "-s", help="Search space."),
     ops: bool = typer.Option(False, "--ops", help="Measure every distinct operator of the space."),
     archs: int = typer.Option(0, "--archs", min=0, help="Measure N random architectures end to end."),
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", help="Measure your own model end to end: a .onnx / .tflite file or torchvision:NAME (repeatable)."
+    ),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape", help="With --model: N,C,H,W or C,H,W for dynamic dimensions (TFLite: H,W,C)."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the architecture sample."),
     store: Optional[Path] = StoreOpt,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
@@ -61,8 +67,10 @@ def measure(
     from hwprof.spaces import space as get_space
     from hwprof.measure.store import Store
 
-    if ops == bool(archs):
-        raise typer.BadParameter("give exactly one of --ops or --archs N")
+    if ops + bool(archs) + bool(model) != 1:
+        raise typer.BadParameter("give exactly one of --ops, --archs N or --model FILE")
+    if input_shape is not None and not model:
+        raise ConfigError("--input-shape applies to --model")
     if archs and resolution is not None:
         raise ConfigError(
             "--resolution applies to --ops; a sampled architecture carries its own resolution "
@@ -82,7 +90,13 @@ def measure(
          "rounds": rounds}
     )
     sp = get_space(space)
-    if ops:
+    if model:
+        from hwprof.artifacts.model import model_workload, parse_input_shape
+
+        shape = parse_input_shape(input_shape)
+        work = [model_workload(m, config.batch, shape) for m in model]
+        work = list(dict.fromkeys(work))[:limit] if limit is not None else list(dict.fromkeys(work))
+    elif ops:
         work = op_workloads(sp, resolution, config.batch, width_steps)
         work = work[:limit] if limit is not None else work
     else:
@@ -91,7 +105,11 @@ def measure(
     db = Store(store_path)
     _confirm_plan(work, plan, yes)
     dev = open_device(config)
-    what = f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
+    what = (
+        f"{len(work)} model(s) on {config.name}"
+        if model
+        else f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
+    )
     err.print(f"hwprof: measuring {what} into {db.path}")
     try:
         with Progress(

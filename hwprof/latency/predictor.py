@@ -193,9 +193,10 @@ class PredictorLatencyModel(LatencyModel):
         widths (elastic spaces: through the predictor's ``predict_archs``);
         index arrays ``[N, L]`` are priced at the default resolution and widths.
         """
+        from hwprof.predictors.features import elastic
+
         predict_archs = getattr(self.predictor, "predict_archs", None)
-        elastic = self.space.elastic_resolution or self.space.width != "none"
-        if elastic and predict_archs is not None and not isinstance(archs, (np.ndarray, torch.Tensor)):
+        if elastic(self.space) and predict_archs is not None and not isinstance(archs, (np.ndarray, torch.Tensor)):
             items = [archs] if isinstance(archs, str) or hasattr(archs, "choices") else list(archs)
             if items and (isinstance(items[0], str) or hasattr(items[0], "choices")):
                 self.indices(items)  # the mask check every score makes

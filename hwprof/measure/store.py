@@ -260,7 +260,7 @@ class Store:
             seen[ident] = seen.get(ident, 0) + 1
             row = {
                 "kind": m.kind,
-                "op_key" if m.kind == "op" else "arch": m.key,
+                {"op": "op_key", "model": "model"}.get(m.kind, "arch"): m.key,
                 "key": m.key,
                 "space": m.space,
                 "device": m.device,

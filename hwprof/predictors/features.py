@@ -298,6 +298,7 @@ def shape_feature_names(space: Space) -> list[str]:
         + [f"layer{i}_mmacs" for i in range(space.num_layers)]
         + ["mact", "resolution"]
         + [f"stage{i}_mact" for i in range(n)]
+        + ["misaligned4", "misaligned8"]
     )
 
 
@@ -329,10 +330,13 @@ def _shape_row(space_name: str, text: str) -> tuple[float, ...]:
     total_macs = sum(op.macs() for op in ops) / 1e6
     total_params = sum(op.params() for op in ops) / 1e6
     total_act = sum(op.activation_elems() for op in ops) / 1e6
+    # CPU kernels work on channel blocks (4, 8, 16): an odd mid count pays for padding and slower paths
+    mids = [op.mid for op in body if op.mid]
+    misaligned = [sum(1 for m in mids if m % block) for block in (4, 8)]
     return tuple(
         np.concatenate(
             [[total_macs, total_params, real.sum()], st_macs, st_params, st_layers, macs,
-             [total_act, sp.input_resolution(arch)], st_act]
+             [total_act, sp.input_resolution(arch)], st_act, misaligned]
         )
     )
 
@@ -344,8 +348,11 @@ def shape_features(space: Space, archs: Sequence[Arch | str]) -> np.ndarray:
     non-identity searchable layers, per-stage MMACs, kparams and layer counts,
     per-layer MMACs, then the feature-map elements read and written
     (millions, :meth:`OpSpec.activation_elems`: the memory traffic that MACs
-    miss) of the network and per stage, and the input resolution (pixels);
-    all from ``space.ops``, so resolution and widths count.
+    miss) of the network and per stage, the input resolution (pixels), and
+    how many layers have expanded channels that are not a multiple of 4 and
+    of 8 (CPU kernels work on channel blocks: on ONNX Runtime a TF-NAS network
+    with odd mid counts runs up to twice as slow as its MACs say); all from
+    ``space.ops``, so resolution and widths count.
     """
     rows = [_shape_row(space.name, a if isinstance(a, str) else a.encode()) for a in archs]
     return np.array(rows, dtype=np.float64).reshape(len(rows), -1)

@@ -80,8 +80,9 @@ class GBDTPredictor(Predictor):
         Of the boosted trees; ``n_estimators`` is the most that early stopping allows.
     loss : {"huber", "squared_error"}
         Tree loss on the relative residual.
-    alpha : float
-        L2 penalty of the ridge base.
+    alpha : float or "auto"
+        L2 penalty of the ridge base; ``"auto"`` chooses it by leave-one-out
+        (:func:`~hwprof.predictors.base.choose_alpha`).
     early_stopping : bool
         Stop adding trees when 10 in a row do not improve a held-out tenth
         of the training rows (only with at least 100 rows).
@@ -101,7 +102,7 @@ class GBDTPredictor(Predictor):
         "max_depth": [Interval(Integral, 1, None, closed="left")],
         "subsample": [Interval(Real, 0, 1, closed="right")],
         "loss": [StrOptions({"huber", "squared_error"})],
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "early_stopping": ["boolean"],
         "recent": [Interval(Real, 0, 1, closed="both")],
         "seed": [Interval(Integral, 0, None, closed="left")],
@@ -116,7 +117,7 @@ class GBDTPredictor(Predictor):
         max_depth: int = 3,
         subsample: float = 0.8,
         loss: str = "huber",
-        alpha: float = 1e-3,
+        alpha: float | str = "auto",
         early_stopping: bool = True,
         recent: float = 0.1,
         seed: int = 0,

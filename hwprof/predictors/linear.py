@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from hwprof.errors import PredictorError, require
 from hwprof.predictors.features import archs_from_one_hot, design, design_module, elastic, fold_design, lut_sum
 from hwprof.tables.table import LatencyTable, load_table, table_from_dict
-from hwprof.predictors.base import Predictor
+from hwprof.predictors.base import ALPHAS, Predictor, choose_alpha
 
 
 def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
@@ -68,13 +68,9 @@ class _TablePredictor(Predictor):
         self.constant_ms_ = float(constant)
         self.table_metadata_ = dict(table.metadata)
         # elastic spaces price a resolution or width through the table itself, so it travels along
-        self.table_ = table if self._elastic else None
+        self.table_ = table if elastic(self.space_) else None
         if not self.device:
             self.device_ = table.device
-
-    @property
-    def _elastic(self) -> bool:
-        return self.space_.elastic_resolution or self.space_.width != "none"
 
     def _lut(self, X: np.ndarray) -> np.ndarray:
         """LUT sum (ms) of rows ``X`` ``[N, F]``; rows off the default resolution or widths read the table."""
@@ -209,22 +205,32 @@ class RidgePredictor(Predictor):
     Parameters
     ----------
     space, device : str
-    alpha : float
-        L2 penalty (sklearn ``Ridge``), in ms² per unit weight.
+    alpha : float or "auto"
+        L2 penalty (sklearn ``Ridge``), in ms² per unit weight; ``"auto"``
+        (default) takes the one of :data:`~hwprof.predictors.base.ALPHAS` with
+        the lowest leave-one-out error (``alpha_`` after fitting).
     """
 
     kind = "ridge"
     differentiable = True
-    _parameter_constraints: dict = {"space": [str], "device": [str], "alpha": [Interval(Real, 0, None, closed="left")]}
+    _parameter_constraints: dict = {
+        "space": [str],
+        "device": [str],
+        "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+    }
 
-    def __init__(self, space: str = "proxylessnas", device: str = "", alpha: float = 1e-3):
+    def __init__(self, space: str = "proxylessnas", device: str = "", alpha: float | str = "auto"):
         self.space = space
         self.device = device
         self.alpha = alpha
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
-        model = Ridge(alpha=self.alpha).fit(design(self.space_, X), y)
+        Z = design(self.space_, X)
+        self.alpha_ = choose_alpha(Z, y) if self.alpha == "auto" and len(y) > 2 else float(
+            ALPHAS[0] if self.alpha == "auto" else self.alpha
+        )
+        model = Ridge(alpha=self.alpha_).fit(Z, y)
         self.coef_ = linear_fit(self.space_, X, np.asarray(model.coef_, dtype=np.float64))
         self.intercept_ = float(model.intercept_)
         return self

@@ -122,7 +122,7 @@ class MLPPredictor(Predictor):
     def fit(self, X, y):
         torch = require("torch", "torch")
         X, y = self._fit_start(X, y)
-        coef, intercept, base_loo = relative_ridge(design(self.space_, X), y, 1e-3)
+        coef, intercept, base_loo = relative_ridge(design(self.space_, X), y, "auto")
         coef = linear_fit(self.space_, X, coef)
         X = linear_inputs(self.space_, X, coef)  # elastic spaces: the design; otherwise the one-hot
         base = X @ coef + intercept
