@@ -142,3 +142,18 @@ def test_expected_takes_resolution_weights_and_widths_and_matches_predict():
     assert out.item() == pytest.approx(float(model.predict_archs([arch])[0]), rel=1e-4)
     out.backward()
     assert ratio.grad is not None and float(ratio.grad.sum()) > 0  # wider costs more
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_design_folds_exactly_onto_the_one_hot(name):
+    """Weights on the design's columns give the same sum as their fold on a bare one-hot (and torch agrees)."""
+    from hwprof.predictors.features import design, design_width, fold_design
+
+    sp = space(name)
+    X = sp.one_hot(sp.sample(20, seed=1)).astype(np.float64)
+    Z = design(sp, X)
+    assert Z.shape == (20, design_width(sp))
+    coef = np.random.default_rng(0).standard_normal(Z.shape[1])
+    np.testing.assert_allclose(X @ fold_design(sp, coef), Z @ coef, rtol=1e-10, atol=1e-9)
+    full = arch_matrix(sp, sp.sample(20, seed=1, widths=sp.width != "none"))
+    np.testing.assert_allclose(design(sp, torch.as_tensor(full)).numpy(), design(sp, full), rtol=1e-12)

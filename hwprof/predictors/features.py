@@ -175,20 +175,26 @@ def archs_from_one_hot(space: Space, X) -> list[Arch]:
 
 
 @lru_cache(maxsize=64)
-def _macs_table(space_name: str) -> np.ndarray:
+def _cost_tables(space_name: str) -> np.ndarray:
+    """Per layer and candidate at the default shape: MMACs, M feature-map elements, M params and the
+    expanded (mid) channels, ``[4, L, K]``."""
     sp = get_space(space_name)
-    table = np.zeros((sp.num_layers, sp.max_choices))
+    table = np.zeros((4, sp.num_layers, sp.max_choices))
     for layer, row in enumerate(sp.choice_ops()):
         for k, op in enumerate(row):
             if op is not None:
-                table[layer, k] = op.macs() / 1e6
+                table[:, layer, k] = (op.macs() / 1e6, op.activation_elems() / 1e6, op.params() / 1e6, op.mid)
     table.setflags(write=False)
     return table
 
 
+#: Channel blocks of CPU and GPU kernels: a layer whose expanded channels are not a multiple pays more per MAC.
+BLOCKS = (4, 8)
+
+
 def design_width(space: Space) -> int:
-    """Columns of :func:`design`: ``L·K + 2·K + 1``."""
-    return space.num_layers * space.max_choices + 2 * space.max_choices + 1
+    """Columns of :func:`design`: ``L·K + (2 + len(BLOCKS))·K + 3``."""
+    return space.num_layers * space.max_choices + (2 + len(BLOCKS)) * space.max_choices + 3
 
 
 def design(space: Space, X):
@@ -203,14 +209,21 @@ def design(space: Space, X):
        not scale);
     3. ``[K]`` per candidate, the MMACs of its layers (the one-hot times the
        candidate's MMACs at the default shape, times ``s_l``);
-    4. ``ρ² − 1`` for the fixed layers' growth with the resolution ratio ``ρ``.
+    4. ``[K]`` for each channel block ``b`` of :data:`BLOCKS`, the MMACs of the
+       candidate's layers whose expanded channels are not a multiple of
+       ``b`` (blocked kernels pad or take a slower path: on ONNX Runtime a
+       TF-NAS network with odd mid counts runs up to twice as slow as its
+       MACs say);
+    5. the network's feature-map elements (times ``s_l``) and parameters
+       (times the width ratio), in millions: memory traffic MACs miss;
+    6. ``ρ² − 1`` for the fixed layers' growth with the resolution ratio ``ρ``.
 
     A linear model on these prices each layer as ``a_k + (b_lk + c_k ·
-    MMACs_lk) · s_l``. Columns 2 and 3 are few and large, so ridge's penalty
+    MMACs_lk + …) · s_l``. Columns 2–5 are few and large, so ridge's penalty
     barely touches them: with few measurements the fit starts from "latency
     follows the MACs of each candidate type" and the per-layer weights only
     correct it (on HELP's fbnet data with 50 training architectures, the
-    share within ±5% goes from 63% to 89% on a 1080 Ti). Works on numpy
+    share within ±5% goes from 63% to 90% on a 1080 Ti). Works on numpy
     arrays and torch tensors alike (differentiable in the extras too).
 
     Parameters
@@ -220,7 +233,7 @@ def design(space: Space, X):
 
     Returns
     -------
-    ``[..., L·K + 2·K + 1]`` (:func:`design_width`).
+    ``[..., design_width]`` (:func:`design_width`).
     """
     L, K = space.num_layers, space.max_choices
     lead = tuple(X.shape[:-1])
@@ -234,18 +247,22 @@ def design(space: Space, X):
     else:
         rho2 = X[..., :1] * 0 + 1
         scale = X[..., :L] * 0 + 1
-    if space.width != "none" and full:
-        scale = scale * X[..., col : col + L]
-    scaled = one_hot * scale.reshape(*lead, L, 1)
-    macs = _macs_table(space.name)
+    width = X[..., col : col + L] if space.width != "none" and full else X[..., :L] * 0 + 1
+    scaled = one_hot * (scale * width).reshape(*lead, L, 1)
+    widened = one_hot * width.reshape(*lead, L, 1)
     if isinstance(X, np.ndarray):
-        return np.concatenate(
-            [scaled.reshape(*lead, L * K), one_hot.sum(-2), (scaled * macs).sum(-2), rho2 - 1], axis=-1
-        )
-    import torch
+        macs, act, params, mid0 = _cost_tables(space.name)
+        cat, rnd = np.concatenate, np.round
+    else:
+        import torch
 
-    macs_t = X.new_tensor(macs)
-    return torch.cat([scaled.reshape(*lead, L * K), one_hot.sum(-2), (scaled * macs_t).sum(-2), rho2 - 1], dim=-1)
+        macs, act, params, mid0 = X.new_tensor(_cost_tables(space.name))
+        cat, rnd = torch.cat, torch.round
+    mid = rnd(width.reshape(*lead, L, 1) * mid0)  # expanded channels at this width (a step: no gradient)
+    misaligned = [(scaled * macs * ((mid % b != 0) & (mid0 > 0))).sum(-2) for b in BLOCKS]
+    totals = [(scaled * act).sum((-2, -1))[..., None], (widened * params).sum((-2, -1))[..., None]]
+    parts = [scaled.reshape(*lead, L * K), one_hot.sum(-2), (scaled * macs).sum(-2), *misaligned, *totals, rho2 - 1]
+    return cat(parts, -1)
 
 
 def fold_design(space: Space, coef: np.ndarray) -> np.ndarray:
@@ -256,9 +273,14 @@ def fold_design(space: Space, coef: np.ndarray) -> np.ndarray:
     """
     L, K = space.num_layers, space.max_choices
     coef = np.asarray(coef, dtype=np.float64)
-    per_layer = coef[: L * K].reshape(L, K)
-    count, macs = coef[L * K : L * K + K], coef[L * K + K : L * K + 2 * K]
-    return (per_layer + count[None, :] + macs[None, :] * _macs_table(space.name)).ravel()
+    cost_macs, cost_act, cost_params, mid0 = _cost_tables(space.name)
+    blocks = coef[L * K :].reshape(-1)[: (2 + len(BLOCKS)) * K].reshape(2 + len(BLOCKS), K)
+    count, macs = blocks[0], blocks[1]
+    folded = coef[: L * K].reshape(L, K) + count[None, :] + macs[None, :] * cost_macs
+    for c, b in zip(blocks[2:], BLOCKS):
+        folded += c[None, :] * cost_macs * ((mid0 % b != 0) & (mid0 > 0))
+    c_act, c_params = coef[L * K + (2 + len(BLOCKS)) * K :][:2]
+    return (folded + c_act * cost_act + c_params * cost_params).ravel()
 
 
 def elastic(space: Space) -> bool:
@@ -364,6 +386,7 @@ def lut_sum(values: np.ndarray, constant_ms: float, X) -> np.ndarray:
 
 
 __all__ = [
+    "BLOCKS",
     "arch_matrix",
     "archs_from_one_hot",
     "area_ratios",
