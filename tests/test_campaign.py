@@ -129,7 +129,8 @@ def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # a terminal's Ctrl-C; kill, a job scheduler
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, signum):
     store_path = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
            "--store", str(store_path), "--limit", "30", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
@@ -138,7 +139,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (store_path.exists() and len(Store(store_path)) >= 2):
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    os.killpg(proc.pid, signum)  # the whole process group, as a terminal does
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Re-run to resume" in stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,6 +20,10 @@ ExportFormat = choices("ExportFormat", ("csv", "parquet"))
 SummaryFormat = choices("SummaryFormat", ("table", "json"))
 BusyMode = choices("BusyMode", BUSY_MODES)
 StoreOpt = typer.Option(None, "--store", help="SQLite store (default: $HWPROF_STORE or ./hwprof.sqlite).")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def measure(
@@ -111,6 +116,8 @@ def measure(
         else f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
     )
     err.print(f"hwprof: measuring {what} into {db.path}")
+    # SIGTERM (kill, a job scheduler, a background job whose Ctrl-C is ignored) stops as cleanly as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -134,6 +141,7 @@ def measure(
                 busy=busy.value,
             )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         dev.close()
     new = len(report.records)
     summary = (

@@ -159,6 +159,8 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
 if __name__ == "__main__":
     import signal
 
-    # Ctrl-C goes to the whole process group; the parent decides when this worker stops.
+    # Ctrl-C (and a SIGTERM to the group) reaches every process; the parent decides when this worker stops
+    # (it closes stdin, then kills).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve()

@@ -95,6 +95,13 @@ def choose_alpha(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
     return float(RidgeCV(alphas=ALPHAS).fit(X, y, sample_weight=weights).alpha_)
 
 
+def resolve_alpha(alpha: float | str, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """``alpha`` itself, or for ``"auto"`` :func:`choose_alpha` (the smallest penalty below 3 rows)."""
+    if alpha != "auto":
+        return float(alpha)
+    return choose_alpha(X, y, weights) if len(y) > 2 else ALPHAS[0]
+
+
 def relative_ridge(X: np.ndarray, y: np.ndarray, alpha: float | str) -> tuple[np.ndarray, float, np.ndarray]:
     """Ridge fit of ``y`` (ms) on ``X`` ``[N, D]`` that minimises the squared *relative* error.
 
@@ -113,8 +120,7 @@ def relative_ridge(X: np.ndarray, y: np.ndarray, alpha: float | str) -> tuple[np
         the leverage, ``p/N`` on average); these do not.
     """
     w = (np.mean(y) / y) ** 2
-    if alpha == "auto":
-        alpha = choose_alpha(X, y, w) if len(y) > 2 else ALPHAS[0]
+    alpha = resolve_alpha(alpha, X, y, w)
     A = np.hstack([X, np.ones((len(X), 1))])
     penalty = np.full(A.shape[1], float(alpha))
     penalty[-1] = 0.0
@@ -358,5 +364,6 @@ __all__ = [
     "read_document",
     "recent_level",
     "relative_ridge",
+    "resolve_alpha",
     "training_sha256",
 ]

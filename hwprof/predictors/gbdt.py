@@ -141,7 +141,7 @@ class GBDTPredictor(Predictor):
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         coef, self.intercept_, base_loo = relative_ridge(design(self.space_, X), y, self.alpha)
-        self.coef_ = linear_fit(self.space_, X, coef)
+        self.coef_ = linear_fit(self.space_, coef)
         base = linear_inputs(self.space_, X, self.coef_) @ self.coef_ + self.intercept_
         self.n_shape_ = len(shape_feature_names(self.space_))
         self.base_scale_ms_ = float(np.mean(y))

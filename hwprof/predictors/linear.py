@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from hwprof.errors import PredictorError, require
 from hwprof.predictors.features import archs_from_one_hot, design, design_module, elastic, fold_design, lut_sum
 from hwprof.tables.table import LatencyTable, load_table, table_from_dict
-from hwprof.predictors.base import ALPHAS, Predictor, choose_alpha
+from hwprof.predictors.base import Predictor, resolve_alpha
 
 
 def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
@@ -40,7 +40,7 @@ def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
     return design_module(space, module) if len(np.ravel(weight_ms)) != n_in else module
 
 
-def linear_fit(space, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def linear_fit(space, coef: np.ndarray) -> np.ndarray:
     """Weights to keep of a fit on :func:`design`'s columns: folded onto the one-hot ``[L·K]`` where
     that is exact (a space without elasticity), so the model stays a plain sum over layers."""
     return coef if elastic(space) else fold_design(space, coef)
@@ -227,11 +227,9 @@ class RidgePredictor(Predictor):
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
         Z = design(self.space_, X)
-        self.alpha_ = choose_alpha(Z, y) if self.alpha == "auto" and len(y) > 2 else float(
-            ALPHAS[0] if self.alpha == "auto" else self.alpha
-        )
+        self.alpha_ = resolve_alpha(self.alpha, Z, y)
         model = Ridge(alpha=self.alpha_).fit(Z, y)
-        self.coef_ = linear_fit(self.space_, X, np.asarray(model.coef_, dtype=np.float64))
+        self.coef_ = linear_fit(self.space_, np.asarray(model.coef_, dtype=np.float64))
         self.intercept_ = float(model.intercept_)
         return self
 

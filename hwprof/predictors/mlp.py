@@ -8,6 +8,12 @@ error (what MAPE and the ±5% share measure); with ``early_stopping`` a
 held-out tenth of the rows picks the epoch whose weights are kept, so the
 MLP stops where the interactions end and the noise begins. The output is
 finally put at the device's most recent speed (:func:`recent_level`).
+
+In elastic spaces (resolution, widths) the input is the additive design of
+:func:`~hwprof.predictors.features.design` (the one-hot scaled by each layer's
+area and width, plus cost priors), so the MLP starts from what the one-hot
+cannot say; elsewhere it is the plain one-hot, and the linear path starts from
+the design's fit folded back onto it.
 """
 
 from __future__ import annotations
@@ -123,7 +129,7 @@ class MLPPredictor(Predictor):
         torch = require("torch", "torch")
         X, y = self._fit_start(X, y)
         coef, intercept, base_loo = relative_ridge(design(self.space_, X), y, "auto")
-        coef = linear_fit(self.space_, X, coef)
+        coef = linear_fit(self.space_, coef)
         X = linear_inputs(self.space_, X, coef)  # elastic spaces: the design; otherwise the one-hot
         base = X @ coef + intercept
         mu = float(np.mean(y))
