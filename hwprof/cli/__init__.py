@@ -3,7 +3,7 @@
 =================  ===================================================================
 module             commands
 =================  ===================================================================
-:mod:`.catalog`    ``devices``, ``spaces``, ``device show``, ``device tune``
+:mod:`.catalog`    ``devices``, ``spaces``, ``device show``, ``device tune``, ``kernels``
 :mod:`.measure`    ``measure``, ``export``, ``show``
 :mod:`.tables`     ``lut build``, ``lut export``, ``import``
 :mod:`.predict`    ``fit-predictor``, ``evaluate``, ``predict``

@@ -1,12 +1,18 @@
-"""What there is: ``hwprof devices``, ``hwprof spaces``, ``hwprof device show|tune``."""
+"""What there is: ``hwprof devices``, ``hwprof spaces``, ``hwprof device show|tune``, ``hwprof kernels``."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 
-from hwprof.cli import command, out
+from hwprof.cli import choices, command, out
 from hwprof.errors import HwprofError
+
+KernelFormat = choices("KernelFormat", ("table", "json"))
 
 
 def devices() -> None:
@@ -85,9 +91,42 @@ def device_tune(name: str = typer.Argument(..., help="Device name or TOML path."
         out.print(line)
 
 
+def kernels(
+    onnx_path: Path = typer.Argument(..., metavar="MODEL.onnx", help="An ONNX model."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="N,C,H,W for a model with dynamic dimensions."),
+    layout: bool = typer.Option(False, "--layout", help="Also list layout kernels (reshape, transpose, ...)."),
+    fmt: KernelFormat = typer.Option(KernelFormat("table"), "--format", help="table, or json for scripts."),
+) -> None:
+    """The kernels a runtime executes for an ONNX model: conv + BN + activation, SE blocks, adds, ..."""
+    from hwprof.artifacts.graph import kernels_of
+    from hwprof.artifacts.model import parse_input_shape
+
+    graph = kernels_of(onnx_path, parse_input_shape(input_shape))
+    shown = [k for k in graph.kernels if layout or k.kind != "layout"]
+    if fmt.value == "json":
+        doc = {
+            "input_shape": list(graph.input_shape),
+            "mmacs": graph.macs / 1e6,
+            "counts": graph.counts(),
+            "unknown": graph.unknown,
+            "kernels": [{"kind": k.kind, "key": k.key, "mmacs": k.macs / 1e6, "nodes": list(k.op_types)} for k in shown],
+        }
+        typer.echo(json.dumps(doc))
+        return
+    table = Table("#", "kind", "key", "MMACs", "ONNX nodes", title=f"{onnx_path.name}: {len(shown)} kernels, "
+                  f"{graph.macs / 1e6:.1f} MMACs, input {list(graph.input_shape)}")
+    for i, k in enumerate(shown):
+        table.add_row(str(i), k.kind, k.key, f"{k.macs / 1e6:.2f}", " + ".join(k.op_types))
+    out.print(table)
+    if graph.unknown:
+        out.print(f"op types without a kernel kind (kept as 'other'): "
+                  + ", ".join(f"{t} ×{n}" for t, n in sorted(graph.unknown.items())))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(command(devices))
     app.command()(command(spaces))
+    app.command()(command(kernels))
     device_app = typer.Typer(help="Inspect and tune one device.", no_args_is_help=True)
     device_app.command("show")(command(device_show))
     device_app.command("tune")(command(device_tune))
