@@ -137,7 +137,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, signum):
     cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "proxylessnas", "--ops",
            "--store", str(store_path), "--limit", "30", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
            "--rounds", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # as from a terminal: a test run started in the background (CI) inherits SIGINT ignored, and so would the child
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (store_path.exists() and len(Store(store_path)) >= 2):
         time.sleep(0.2)
