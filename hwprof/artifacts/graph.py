@@ -311,7 +311,6 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         ci = sum(_nchw(g.shape(x))[1] for x in node.input)
         return _kernel(g, "concat", kernel_key("concat", h, w, ci, c, mid=len(node.input), batch=b), members, 0), members
     if op in LAYOUT_OPS or len(g.shape(out)) < 2:  # shape arithmetic (a channel split's sizes) is layout too
-        b, c, h, w = _nchw(g.shape(node.input[0]) if node.input else ())
         return _kernel(g, "layout", f"layout:{op}", members, 0), members
     if op in ACTIVATIONS or op in ("BatchNormalization", "Sigmoid", "HardSigmoid", "Add", "Mul", "Sub", "Div"):
         b, c, h, w = _nchw(g.shape(out))
@@ -341,8 +340,6 @@ def _se_block(g: _Graph, i: int) -> tuple[Kernel, list[int]] | None:
     if j is None:
         return None
     gate = g.nodes[j]
-    if gate.op_type == "HardSwish":  # not a gate
-        return None
     if gate.op_type in ("Sigmoid", "HardSigmoid"):
         chain.append(j)
         j = g.only_consumer(gate.output[0])

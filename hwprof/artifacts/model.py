@@ -14,11 +14,11 @@ would run at its own batch, not the one recorded).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Sequence
 
+from hwprof.artifacts.record import sha256_of
 from hwprof.artifacts.workload import KIND_MODEL, Workload
 from hwprof.errors import ConfigError, require
 
@@ -27,15 +27,6 @@ MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 TORCHVISION = "torchvision:"
 #: Input ``(c, h, w)`` of a torchvision network when ``--input-shape`` is not given.
 TORCHVISION_INPUT = (3, 224, 224)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,4 +37,13 @@ class Artifact:
     name: str = ""
 
 
-__all__ = ["Artifact", "FORMATS", "SUFFIXES"]
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes (an artifact's address), read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+__all__ = ["Artifact", "FORMATS", "SUFFIXES", "sha256_of"]

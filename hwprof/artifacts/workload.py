@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hwprof.artifacts.record import SUFFIXES, Artifact
+from hwprof.artifacts.record import SUFFIXES, Artifact, sha256_of
 from hwprof.errors import MeasurementError
 from hwprof.spaces.ops import OpSpec, decode
 
@@ -129,12 +129,12 @@ def artifact_for(workload: Workload, fmt: str, directory: Path, seed: int = 0) -
             torch.manual_seed(seed)
             module = build().eval()
         export_module(module, shape, fmt, path, description=f"hwprof {workload.space} {workload.key}".strip())
-    return Artifact(path, fmt, hashlib.sha256(path.read_bytes()).hexdigest(), shape, workload.key)
+    return Artifact(path, fmt, sha256_of(path), shape, workload.key)
 
 
 def _model_file(workload: Workload, fmt: str) -> Artifact:
     """A user's model file as it is: checked to be the file the workload named, in the device's format."""
-    from hwprof.artifacts.model import MODEL_FORMATS, sha256_of
+    from hwprof.artifacts.model import MODEL_FORMATS
 
     path = Path(workload.source)
     own = MODEL_FORMATS[path.suffix.lower()]

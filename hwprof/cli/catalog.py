@@ -119,7 +119,7 @@ def kernels(
         table.add_row(str(i), k.kind, k.key, f"{k.macs / 1e6:.2f}", " + ".join(k.op_types))
     out.print(table)
     if graph.unknown:
-        out.print(f"op types without a kernel kind (kept as 'other'): "
+        out.print("op types without a kernel kind (kept as 'other'): "
                   + ", ".join(f"{t} ×{n}" for t, n in sorted(graph.unknown.items())))
 
 

@@ -100,7 +100,7 @@ def measure(
 
         shape = parse_input_shape(input_shape)
         work = [model_workload(m, config.batch, shape) for m in model]
-        work = list(dict.fromkeys(work))[:limit] if limit is not None else list(dict.fromkeys(work))
+        work = list(dict.fromkeys(work))[:limit]  # a model given twice is one workload
     elif ops:
         work = op_workloads(sp, resolution, config.batch, width_steps)
         work = work[:limit] if limit is not None else work

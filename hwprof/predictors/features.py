@@ -297,9 +297,8 @@ def elastic(space: Space) -> bool:
 
 def design_module(space: Space, net):
     """Torch module ``x ↦ net(design(x))`` for ``x`` ``[..., F]`` or a bare one-hot ``[..., L·K]``
-    (completed with the default resolution and widths, ratio 1)."""
+    (which :func:`design` reads at the default resolution and widths)."""
     torch = require("torch", "torch")
-    lk, width = space.num_layers * space.max_choices, matrix_width(space)
 
     class Designed(torch.nn.Module):
         """Latency (ms) of architecture inputs through the additive design and ``net``."""
@@ -309,8 +308,6 @@ def design_module(space: Space, net):
             self.net = net
 
         def forward(self, x):
-            if x.shape[-1] == lk and width > lk:
-                x = torch.cat([x, x.new_ones(*x.shape[:-1], width - lk)], dim=-1)
             return self.net(design(space, x))
 
     return Designed().eval()
@@ -359,9 +356,9 @@ def _shape_row(space_name: str, text: str) -> tuple[float, ...]:
     total_macs = sum(op.macs() for op in ops) / 1e6
     total_params = sum(op.params() for op in ops) / 1e6
     total_act = sum(op.activation_elems() for op in ops) / 1e6
-    # CPU kernels work on channel blocks (4, 8, 16): an odd mid count pays for padding and slower paths
+    # CPU kernels work on channel blocks: a mid count off a block pays for padding and slower paths
     mids = [op.mid for op in body if op.mid]
-    misaligned = [sum(1 for m in mids if m % block) for block in (4, 8)]
+    misaligned = [sum(1 for m in mids if m % block) for block in BLOCKS]
     return tuple(
         np.concatenate(
             [[total_macs, total_params, real.sum()], st_macs, st_params, st_layers, macs,

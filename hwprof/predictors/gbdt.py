@@ -20,9 +20,9 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from hwprof.predictors.features import archs_from_one_hot, design, legacy_shape_columns, shape_feature_names, shape_features
-from hwprof.predictors.linear import linear_fit, linear_inputs
-from hwprof.predictors.base import Predictor, recent_level, relative_ridge
+from hwprof.predictors.features import archs_from_one_hot, legacy_shape_columns, shape_feature_names, shape_features
+from hwprof.predictors.linear import linear_inputs, relative_additive
+from hwprof.predictors.base import Predictor, recent_level
 
 
 def _trees_predict(F: np.ndarray, trees: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -140,9 +140,8 @@ class GBDTPredictor(Predictor):
 
     def fit(self, X, y):
         X, y = self._fit_start(X, y)
-        coef, self.intercept_, base_loo = relative_ridge(design(self.space_, X), y, self.alpha)
-        self.coef_ = linear_fit(self.space_, coef)
-        base = linear_inputs(self.space_, X, self.coef_) @ self.coef_ + self.intercept_
+        self.coef_, self.intercept_, base_loo, inputs = relative_additive(self.space_, X, y, self.alpha)
+        base = inputs @ self.coef_ + self.intercept_
         self.n_shape_ = len(shape_feature_names(self.space_))
         self.base_scale_ms_ = float(np.mean(y))
         F = self._features(X, base)
@@ -173,7 +172,7 @@ class GBDTPredictor(Predictor):
         return 1.0 + self.init_ + _trees_predict(F, self.trees_)
 
     def _predict(self, X):
-        base = linear_inputs(self.space_, X, self.coef_) @ self.coef_ + self.intercept_
+        base = linear_inputs(self.space_, X, len(self.coef_)) @ self.coef_ + self.intercept_
         F = self._features(X, base) if len(self.trees_["roots"]) > 0 else None
         return self.level_ * base * self._correction(F)
 

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from hwprof.errors import PredictorError, require
 from hwprof.predictors.features import archs_from_one_hot, design, design_module, elastic, fold_design, lut_sum
 from hwprof.tables.table import LatencyTable, load_table, table_from_dict
-from hwprof.predictors.base import Predictor, resolve_alpha
+from hwprof.predictors.base import Predictor, relative_ridge, resolve_alpha
 
 
 def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
@@ -36,8 +36,13 @@ def linear_module(weight_ms: np.ndarray, bias_ms: float, space=None):
             return x.to(self.weight.dtype) @ self.weight + self.bias
 
     module = LinearLatency(weight_ms, bias_ms).eval()
-    n_in = space.num_layers * space.max_choices if space is not None else len(np.ravel(weight_ms))
-    return design_module(space, module) if len(np.ravel(weight_ms)) != n_in else module
+    return module if space is None else on_inputs(space, module, len(np.ravel(weight_ms)))
+
+
+def on_inputs(space, module, n_in: int):
+    """``module`` taking ``n_in`` inputs as a module of the architecture: as it is on the one-hot
+    (``n_in == L·K``), else behind :func:`design` (:func:`design_module`)."""
+    return module if n_in == space.num_layers * space.max_choices else design_module(space, module)
 
 
 def linear_fit(space, coef: np.ndarray) -> np.ndarray:
@@ -46,10 +51,28 @@ def linear_fit(space, coef: np.ndarray) -> np.ndarray:
     return coef if elastic(space) else fold_design(space, coef)
 
 
-def linear_inputs(space, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """The columns ``coef`` weighs: the one-hot for folded (or hwprof 0.1) weights, else :func:`design`'s."""
+def linear_inputs(space, X: np.ndarray, n_in: int) -> np.ndarray:
+    """The ``n_in`` columns a model weighs: the one-hot ``[L·K]`` for folded (or hwprof 0.1) weights,
+    else :func:`design`'s."""
     lk = space.num_layers * space.max_choices
-    return X[:, :lk] if len(coef) == lk else design(space, X)
+    return X[:, :lk] if n_in == lk else design(space, X)
+
+
+def relative_additive(space, X: np.ndarray, y: np.ndarray, alpha: float | str):
+    """The additive base of ``gbdt`` and ``mlp``: :func:`relative_ridge` on :func:`design`, folded where exact.
+
+    Returns
+    -------
+    coef : ndarray ``[L·K]`` or ``[design_width]``
+    intercept : float
+    base_loo : ndarray ``[N]``
+        Leave-one-out fitted values (ms).
+    inputs : ndarray ``[N, len(coef)]``
+        The columns ``coef`` weighs (:func:`linear_inputs`).
+    """
+    coef, intercept, base_loo = relative_ridge(design(space, X), y, alpha)
+    coef = linear_fit(space, coef)
+    return coef, intercept, base_loo, linear_inputs(space, X, len(coef))
 
 
 def _resolve_table(table: LatencyTable | str | Path | None) -> LatencyTable:
@@ -234,7 +257,7 @@ class RidgePredictor(Predictor):
         return self
 
     def _predict(self, X):
-        return linear_inputs(self.space_, X, self.coef_) @ self.coef_ + self.intercept_
+        return linear_inputs(self.space_, X, len(self.coef_)) @ self.coef_ + self.intercept_
 
     def _state(self):
         return {"coef": self.coef_, "intercept": self.intercept_}

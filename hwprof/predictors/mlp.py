@@ -25,9 +25,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from hwprof.errors import PredictorError, require
-from hwprof.predictors.base import Predictor, recent_level, relative_ridge, training_sha256
-from hwprof.predictors.features import design, design_module
-from hwprof.predictors.linear import linear_fit, linear_inputs
+from hwprof.predictors.base import Predictor, recent_level, training_sha256
+from hwprof.predictors.linear import linear_inputs, on_inputs, relative_additive
 
 
 def _module(n_in: int, hidden: tuple[int, ...], linear: bool, mu: float, sd: float):
@@ -128,9 +127,8 @@ class MLPPredictor(Predictor):
     def fit(self, X, y):
         torch = require("torch", "torch")
         X, y = self._fit_start(X, y)
-        coef, intercept, base_loo = relative_ridge(design(self.space_, X), y, "auto")
-        coef = linear_fit(self.space_, coef)
-        X = linear_inputs(self.space_, X, coef)  # elastic spaces: the design; otherwise the one-hot
+        # elastic spaces: the design; otherwise the one-hot
+        coef, intercept, base_loo, X = relative_additive(self.space_, X, y, "auto")
         base = X @ coef + intercept
         mu = float(np.mean(y))
         sd = float(np.std(y)) if len(y) > 1 and np.std(y) > 0 else max(mu, 1e-6)
@@ -194,8 +192,7 @@ class MLPPredictor(Predictor):
     def _predict(self, X):
         torch = require("torch", "torch")
         with torch.no_grad():
-            lk = self.space_.num_layers * self.space_.max_choices
-            X = X[:, :lk] if self.net_.pred[0].in_features == lk else design(self.space_, X)
+            X = linear_inputs(self.space_, X, self.net_.pred[0].in_features)
             return self.net_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
 
     def _state(self) -> dict[str, Any]:
@@ -218,8 +215,7 @@ class MLPPredictor(Predictor):
         import copy
 
         net = copy.deepcopy(self.net_)
-        lk = self.space_.num_layers * self.space_.max_choices
-        return design_module(self.space_, net) if net.pred[0].in_features != lk else net
+        return on_inputs(self.space_, net, net.pred[0].in_features)
 
     @classmethod
     def from_lightnas_state_dict(

@@ -231,8 +231,9 @@ class AutoPredictor(Predictor):
     def _make(self, kind: str) -> Predictor:
         from hwprof.predictors import make_predictor
 
-        extra = {"table": self.table} if kind in ("lut", "lut-calibrated") else {}
-        extra.update(seed=self.seed) if kind in ("gbdt", "mlp") else None
+        extra: dict[str, Any] = {"table": self.table} if kind in ("lut", "lut-calibrated") else {}
+        if kind in ("gbdt", "mlp"):
+            extra["seed"] = self.seed
         return make_predictor(kind, space=self.space, device=self.device, **extra)
 
     def fit(self, X, y):

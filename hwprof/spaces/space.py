@@ -308,30 +308,34 @@ class Space:
         e = int(m.group(2))
         return (g.cin * e * 2 // 3, g.cin * e * 4 // 3)
 
+    def _default_width(self, g: LayerGeom, cand: str) -> int | float | None:
+        """A candidate's width when none is written: multiplier 1 (``scale``), ``cin · expansion`` mid
+        channels (``mid``); None for a skip or a space or candidate without width."""
+        if self.width == "none" or cand == "skip":
+            return None
+        if self.width == "scale":
+            return 1.0
+        m = _MB.match(cand)
+        return g.cin * int(m.group(2)) if m else None
+
     def width_ratio(self, g: LayerGeom, cand: str, width: int | float | None) -> float:
         """A layer's width as a fraction of its candidate's default (1.0 for no width or a skip).
 
         ``mid`` spaces: mid channels over ``cin · expansion``; ``scale`` spaces:
         the channel multiplier itself.
         """
-        if width is None or cand == "skip":
-            return 1.0
-        if self.width == "scale":
-            return float(width)
-        m = _MB.match(cand)
-        return float(width) / (g.cin * int(m.group(2))) if m else 1.0
+        default = self._default_width(g, cand)
+        return 1.0 if width is None or default is None else float(width) / default
 
     def width_from_ratio(self, g: LayerGeom, cand: str, ratio: float) -> int | float | None:
         """Inverse of :meth:`width_ratio`: None for the default width (ratio 1) or a layer without width."""
-        if self.width == "none" or cand == "skip" or abs(ratio - 1.0) < 1e-6:
+        default = self._default_width(g, cand)
+        if default is None or abs(ratio - 1.0) < 1e-6:
             return None
         if self.width == "scale":
             return min(SCALES, key=lambda x: abs(x - ratio))
-        m = _MB.match(cand)
-        if m is None:
-            return None
-        mid = int(round(ratio * g.cin * int(m.group(2))))
-        return None if mid == g.cin * int(m.group(2)) else mid
+        mid = int(round(ratio * default))
+        return None if mid == default else mid
 
     def choice_ops(self, resolution: int | None = None, batch: int = 1) -> list[list[OpSpec | None]]:
         """``[L][K]`` ops of every candidate at every layer (None where illegal)."""
@@ -497,7 +501,7 @@ class Space:
             lo, hi = self.mid_range(g, cand)
             width = int(rng.integers(lo, hi + 1))
         # the default width is written as no width, so one network has one text
-        return self.width_from_ratio(g, cand, self.width_ratio(g, cand, width))
+        return None if width == self._default_width(g, cand) else width
 
     def _coerce(self, arch: Arch | str) -> Arch:
         if isinstance(arch, str):
