@@ -33,6 +33,8 @@ kernels of different networks share a key.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +202,9 @@ def _infer_shapes(model: Any, onnx: Any) -> Any:
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        # On a graph it cannot finish, it saves the graph into the working directory before it raises.
+        with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception:  # not installed, or a graph it cannot follow: onnx's inference below
         pass
     try:
