@@ -28,6 +28,8 @@ _LAZY = {
     "LatencyTable": ("hwprof.tables", "LatencyTable"),
     "load_table": ("hwprof.tables", "load_table"),
     "load_predictor": ("hwprof.predictors", "load_predictor"),
+    "predict_model": ("hwprof.kernels.predictor", "predict_model"),
+    "KernelPredictor": ("hwprof.kernels.predictor", "KernelPredictor"),
 }
 
 

@@ -38,7 +38,9 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+import numpy as np
 
 from hwprof.errors import ConfigError, require
 
@@ -107,9 +109,10 @@ def kernel_key(kind: str, h: int, w: int, ci: int, co: int, mid: int = 0, k: int
 
 
 class _Graph:
-    """Shapes, producers, consumers and constants of an inferred ONNX graph."""
+    """Shapes, producers, consumers and constants of an inferred ONNX graph, and the fusion rules to group by."""
 
-    def __init__(self, model: Any, onnx: Any):
+    def __init__(self, model: Any, onnx: Any, fusion: Mapping[str, bool] | None = None):
+        self.fusion = dict(fusion or {})
         g = model.graph
         self.nodes = list(g.node)
         self.consts = {t.name: t for t in g.initializer}
@@ -143,9 +146,18 @@ class _Graph:
                 return self.onnx.helper.get_attribute_value(a)
         return default
 
+    def fuses(self, first: str, second: str) -> bool:
+        """Whether the device runs ``second`` inside ``first`` (``conv+relu6``); unmeasured pairs: yes."""
+        return second == "none" or bool(self.fusion.get(f"{first}+{second}", True))
+
     def is_map(self, name: str) -> bool:
         """A feature map (a computed tensor), not a constant."""
         return name not in self.consts and name != ""
+
+    def maps(self, node: Any) -> int:
+        """Inputs of ``node`` that are feature maps, or constants as large as its output (the same traffic)."""
+        size = int(np.prod(self.shape(node.output[0]) or (0,)))
+        return sum(self.is_map(x) or int(np.prod(self.shape(x) or (-1,))) == size for x in node.input if x)
 
 
 def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -153,7 +165,9 @@ def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return max(b, 1), max(c, 1), max(h, 1), max(w, 1)
 
 
-def kernels_of(model: str | Path | Any, input_shape: tuple[int, ...] | None = None) -> KernelGraph:
+def kernels_of(
+    model: str | Path | Any, input_shape: tuple[int, ...] | None = None, fusion: Mapping[str, bool] | None = None
+) -> KernelGraph:
     """The kernels of an ONNX model (a path or a loaded ``ModelProto``).
 
     Parameters
@@ -161,6 +175,10 @@ def kernels_of(model: str | Path | Any, input_shape: tuple[int, ...] | None = No
     model : str, Path or onnx.ModelProto
     input_shape : tuple of int, optional
         Concrete NCHW input for a model with dynamic dimensions.
+    fusion : dict of str to bool, optional
+        Which pairs the device fuses (``{"conv+swish": False, ...}``, measured by
+        :func:`hwprof.kernels.fusion.measure_fusion`); a pair it does not fuse stays two kernels.
+        Pairs not named are fused.
 
     Raises
     ------
@@ -176,7 +194,7 @@ def kernels_of(model: str | Path | Any, input_shape: tuple[int, ...] | None = No
     if input_shape is not None:
         model = _with_input_shape(model, input_shape, onnx)
     model = _infer_shapes(model, onnx)
-    g = _Graph(model, onnx)
+    g = _Graph(model, onnx, fusion)
     first = [i for i in model.graph.input if i.name not in g.consts][0]
     shape = g.shape(first.name)
     if not shape or any(d <= 0 for d in shape):
@@ -230,8 +248,14 @@ def _name(node: Any, index: int) -> str:
     return node.name or f"{node.op_type}#{index}"
 
 
-def _activation(g: _Graph, tensor: str) -> tuple[str, list[int], str]:
-    """An activation applied to ``tensor`` alone: (act, node indices, output tensor); ("none", [], tensor) if none."""
+def _activation(g: _Graph, tensor: str, into: str = "") -> tuple[str, list[int], str]:
+    """An activation applied to ``tensor`` alone that the device fuses into a kernel of family ``into``:
+    (act, node indices, output tensor); ("none", [], tensor) if none."""
+    act, nodes, out = _any_activation(g, tensor)
+    return (act, nodes, out) if not into or g.fuses(into, act) else ("none", [], tensor)
+
+
+def _any_activation(g: _Graph, tensor: str) -> tuple[str, list[int], str]:
     users = g.consumers.get(tensor, [])
     if len(users) == 1:
         j = users[0]
@@ -264,10 +288,10 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         stride = int((g.attr(node, "strides", [1]) or [1])[0])
         tail = out
         j = g.only_consumer(tail)
-        if j is not None and g.nodes[j].op_type == "BatchNormalization":
+        if j is not None and g.nodes[j].op_type == "BatchNormalization" and g.fuses("conv", "bn"):
             members.append(j)
             tail = g.nodes[j].output[0]
-        act, nodes, tail = _activation(g, tail)
+        act, nodes, tail = _activation(g, tail, "conv")
         members += nodes
         _, _, ho, wo = _nchw(g.shape(tail))
         kind = "dwconv" if groups > 1 and groups == ci else "conv"
@@ -293,7 +317,7 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         if op == "MatMul" and j is not None and g.nodes[j].op_type == "Add":
             members.append(j)
             tail = g.nodes[j].output[0]
-        act, nodes, tail = _activation(g, tail)
+        act, nodes, tail = _activation(g, tail, "fc")
         members += nodes
         return _kernel(g, "fc", kernel_key("fc", 1, 1, ci, co, act=act, batch=b), members, b * ci * co), members
     if op in ("MaxPool", "AveragePool"):
@@ -302,12 +326,12 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         s = int((g.attr(node, "strides", [1]) or [1])[0])
         kind = "maxpool" if op == "MaxPool" else "pool"
         return _kernel(g, kind, kernel_key(kind, h, w, c, c, k=k, s=s, batch=b), members, 0), members
-    if op in ("Add", "Sum") and sum(g.is_map(x) for x in node.input) >= 2:
+    if op in ("Add", "Sum") and g.maps(node) >= 2:
         b, c, h, w = _nchw(g.shape(out))
-        act, nodes, _ = _activation(g, out)
+        act, nodes, _ = _activation(g, out, "add")
         members += nodes
         return _kernel(g, "add", kernel_key("add", h, w, c, c, act=act, batch=b), members, b * c * h * w), members
-    if op == "Mul" and sum(g.is_map(x) for x in node.input) >= 2:
+    if op == "Mul" and g.maps(node) >= 2:
         b, c, h, w = _nchw(g.shape(out))
         return _kernel(g, "mul", kernel_key("mul", h, w, c, c, batch=b), members, b * c * h * w), members
     if op == "Concat":
@@ -319,7 +343,7 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
     if op in ACTIVATIONS or op in ("BatchNormalization", "Sigmoid", "HardSigmoid", "Add", "Mul", "Sub", "Div"):
         b, c, h, w = _nchw(g.shape(out))
         act = ACTIVATIONS.get(op, op.lower())
-        return _kernel(g, "act", kernel_key("act", h, w, c, c, batch=b) + f":{act}", members, 0), members
+        return _kernel(g, "act", kernel_key("act", h, w, c, c, act=act, batch=b), members, 0), members
     b, c, h, w = _nchw(g.shape(node.input[0]) if node.input else ())
     return _kernel(g, "other", f"other:{op}:h{h}:w{w}:c{c}:b{b}", members, 0), members
 

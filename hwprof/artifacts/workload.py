@@ -20,19 +20,21 @@ from hwprof.spaces.ops import OpSpec, decode
 KIND_OP = "op"
 KIND_ARCH = "arch"
 KIND_MODEL = "model"
+KIND_KERNEL = "kernel"
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One thing to time: an operator (by key), an architecture of a space, or a user's model.
+    """One thing to time: an operator (by key), an architecture of a space, a user's model or a kernel.
 
     Attributes
     ----------
     kind : str
-        ``"op"``, ``"arch"`` or ``"model"``.
+        ``"op"``, ``"arch"``, ``"model"`` or ``"kernel"``.
     key : str
-        Canonical op key, the architecture text form, or a model's key
-        (:func:`hwprof.artifacts.model.model_workload`: name, sha256 prefix, input shape).
+        Canonical op key, the architecture text form, a model's key
+        (:func:`hwprof.artifacts.model.model_workload`: name, sha256 prefix, input shape),
+        or a kernel key (:mod:`hwprof.kernels.spec`).
     space : str
         Space name for architectures ("" for ops and models).
     batch : int
@@ -58,6 +60,12 @@ class Workload:
     @classmethod
     def of_arch(cls, space: str, arch: str, batch: int = 1) -> Workload:
         return cls(KIND_ARCH, arch, space, batch)
+
+    @classmethod
+    def of_kernel(cls, key: str) -> Workload:
+        from hwprof.kernels.spec import parse_kernel
+
+        return cls(KIND_KERNEL, key, "", parse_kernel(key).b)
 
     @property
     def op(self) -> OpSpec:
@@ -160,6 +168,11 @@ def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int
         name = workload.source.split(":", 1)[1]
         c, h, w = workload.input_shape
         return (lambda: torchvision_module(name)), (workload.batch, c, h, w)
+    if workload.kind == KIND_KERNEL:
+        from hwprof.kernels.spec import build_kernel, parse_kernel
+
+        spec = parse_kernel(workload.key)
+        return (lambda: build_kernel(spec)), spec.input_shape
     from hwprof.spaces import space
 
     if workload.kind == KIND_OP:
@@ -173,4 +186,4 @@ def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int
     return (lambda: sp.build(arch)), (workload.batch, 3, r, r)
 
 
-__all__ = ["ArtifactCache", "KIND_ARCH", "KIND_MODEL", "KIND_OP", "Workload", "artifact_for"]
+__all__ = ["ArtifactCache", "KIND_ARCH", "KIND_KERNEL", "KIND_MODEL", "KIND_OP", "Workload", "artifact_for"]

@@ -37,6 +37,10 @@ def measure(
     input_shape: Optional[str] = typer.Option(
         None, "--input-shape", help="With --model: N,C,H,W or C,H,W for dynamic dimensions (TFLite: H,W,C)."
     ),
+    kernels: bool = typer.Option(
+        False, "--kernels", help="A kernel-sampling campaign (for `fit-predictor --kernels`): --n kernels and the fusion test."
+    ),
+    n_kernels: int = typer.Option(1000, "--n", min=2, help="With --kernels: how many kernels (half adaptive)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the architecture sample."),
     store: Optional[Path] = StoreOpt,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
@@ -63,7 +67,7 @@ def measure(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line (and errors)."),
     fmt: SummaryFormat = typer.Option(SummaryFormat("table"), "--format", help="table, or json for scripts."),
 ) -> None:
-    """Measure operators (--ops) or random architectures (--archs N) on a device into the store."""
+    """Measure operators (--ops), random architectures (--archs N), models (--model) or kernels (--kernels) into the store."""
     import dataclasses
 
     from hwprof.measure.campaign import arch_workloads, op_workloads, run_campaign
@@ -72,8 +76,8 @@ def measure(
     from hwprof.spaces import space as get_space
     from hwprof.measure.store import Store
 
-    if ops + bool(archs) + bool(model) != 1:
-        raise typer.BadParameter("give exactly one of --ops, --archs N or --model FILE")
+    if ops + bool(archs) + bool(model) + kernels != 1:
+        raise typer.BadParameter("give exactly one of --ops, --archs N, --model FILE or --kernels")
     if input_shape is not None and not model:
         raise ConfigError("--input-shape applies to --model")
     if archs and resolution is not None:
@@ -90,12 +94,18 @@ def measure(
     config = load_config(device)
     if batch is not None:
         config = dataclasses.replace(config, batch=batch)
-    plan = plan_for(config).updated(
-        {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time, "warmup_runs": warmup_runs,
-         "rounds": rounds}
-    )
+    overrides = {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time,
+                 "warmup_runs": warmup_runs, "rounds": rounds}
+    plan = plan_for(config).updated(overrides)
     sp = get_space(space)
-    if model:
+    if kernels:
+        from hwprof.devices import load_backend
+        from hwprof.kernels import campaign as kc
+
+        plan = kc.kernel_plan(plan, overrides)
+        fmt_ = load_backend(config.backend).artifact_format
+        work = kc.first_stage(n_kernels, seed, config.batch, fmt_)[:limit]
+    elif model:
         from hwprof.artifacts.model import model_workload, parse_input_shape
 
         shape = parse_input_shape(input_shape)
@@ -113,6 +123,8 @@ def measure(
     what = (
         f"{len(work)} model(s) on {config.name}"
         if model
+        else f"{n_kernels} kernels (half of them chosen after the first half) on {config.name}"
+        if kernels
         else f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
     )
     err.print(f"hwprof: measuring {what} into {db.path}")
@@ -129,17 +141,24 @@ def measure(
             transient=False,
         ) as progress:
             task = progress.add_task("measuring", total=len(work) * plan.rounds)
-            report = run_campaign(
-                dev,
-                work,
-                db,
-                plan,
-                workdir=workdir,
-                allow_new_fingerprint=allow_new_fingerprint,
-                on_record=lambda m, w: progress.advance(task),
-                on_plan=lambda r: progress.update(task, completed=r.planned * r.rounds - r.pending),
-                busy=busy.value,
-            )
+
+            def campaign(work, done: int = 0):
+                return run_campaign(
+                    dev,
+                    work,
+                    db,
+                    plan,
+                    workdir=workdir,
+                    allow_new_fingerprint=allow_new_fingerprint,
+                    on_record=lambda m, w: progress.advance(task),
+                    on_plan=lambda r: progress.update(task, completed=done + r.planned * r.rounds - r.pending),
+                    busy=busy.value,
+                )
+
+            report = campaign(work)
+            if kernels and not report.interrupted and limit is None:
+                report = _kernel_second_stage(dev, db, work, n_kernels, seed, config.batch, campaign, progress, task,
+                                              report, plan.rounds)
     finally:
         signal.signal(signal.SIGTERM, previous)
         dev.close()
@@ -171,6 +190,27 @@ def measure(
         raise typer.Exit(130 if "user" in report.interrupted else 3)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _kernel_second_stage(dev, db, first, n, seed, batch, campaign, progress, task, report, rounds):
+    """The fusion test (once per fingerprint) and the adaptive second half of a kernel campaign."""
+    from hwprof.kernels import campaign as kc
+    from hwprof.kernels.fusion import measure_fusion
+    from hwprof.measure.records import fingerprint_hash
+
+    fp_hash = fingerprint_hash(dev.fingerprint())
+    if kc.fusion_rules(db, fp_hash) is None:
+        progress.update(task, description="fusion test")
+        found = kc.keep_fusion(db, fp_hash, measure_fusion(dev))
+        fused = ", ".join(k for k, v in found.items() if v) or "none"
+        apart = ", ".join(k for k, v in found.items() if not v) or "none"
+        err.print(f"hwprof: {dev.config.name} fuses {fused}; runs apart {apart}", highlight=False)
+    progress.update(task, description="refitting")
+    second = kc.second_stage(db.records(dev.config.name, kind="kernel", fingerprint_hash=fp_hash), first, n, seed,
+                             batch, dev.artifact_format)
+    done = len(first) * rounds
+    progress.update(task, total=done + len(second) * rounds, description="measuring (adaptive half)")
+    return kc.merge(report, campaign(second, done))
 
 
 def _duration(seconds: float) -> str:

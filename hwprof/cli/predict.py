@@ -33,8 +33,13 @@ def _model_space(model, space: Optional[str]):
 
 
 def predict_with(model, sp, archs) -> np.ndarray:
-    """Latency (ms) of ``archs`` from a table or a predictor, through its latency model's ``score``."""
+    """Latency (ms) of ``archs`` from a table or a predictor, through its latency model's ``score``
+    (a kernel predictor prices each network's ONNX export)."""
     from hwprof.latency import latency_model
+    from hwprof.kernels.predictor import KernelPredictor
+
+    if isinstance(model, KernelPredictor):
+        return model.predict_archs(sp, archs)
 
     return latency_model(model, space=sp).score(archs)
 
@@ -93,7 +98,10 @@ def check_training_rows(kind: str, y: np.ndarray, archs, rows: np.ndarray) -> No
 
 
 def fit_predictor(
-    space: str = typer.Option(..., "--space", "-s", help="Search space."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space."),
+    kernels: bool = typer.Option(
+        False, "--kernels", help="Kernel regressors (one per kind) from a `measure --kernels` campaign in --store."
+    ),
     kind: Kind = typer.Option(Kind("auto"), "--kind", help="Predictor kind."),
     output: Path = typer.Option(..., "-o", "--output", help="Predictor file (.json or .npz)."),
     data: Optional[Path] = typer.Option(None, "--data", help="CSV/Parquet of architectures and latencies."),
@@ -125,6 +133,12 @@ def fit_predictor(
     check_output(output, force=force, inputs=inputs)
     if output.suffix not in (".json", ".npz"):
         raise ConfigError(f"-o {quote(output)}: a predictor file ends in .json or .npz")
+    if kernels:
+        if store is None or device is None or data is not None or space is not None:
+            raise ConfigError("--kernels fits on a store: give --store FILE --device NAME (and no --data, --space)")
+        return _fit_kernels(store, device, output, seed, force)
+    if space is None:
+        raise ConfigError("give --space NAME (or --kernels)")
     sp = get_space(space)
     lut = load_table(table) if table else None
     if (data is None) == (store is None):
@@ -186,6 +200,60 @@ def fit_predictor(
     out.print(_metrics_table(title, rows))
 
 
+def _fit_kernels(store: Path, device: str, output: Path, seed: int, force: bool) -> None:
+    """``fit-predictor --kernels``: one regressor per kernel kind, with its cross-validated accuracy."""
+    from hwprof.errors import warn
+    from hwprof.kernels.campaign import fusion_rules
+    from hwprof.kernels.predictor import KernelPredictor, kernel_latencies
+    from hwprof.measure.store import Store
+
+    if not store.is_file():
+        raise ConfigError(f"store {quote(store)} does not exist")
+    db = Store(store)
+    fps = {h: fp for h, fp in db.fingerprints(device).items()
+           if any(True for _ in db.iter_records(device, "kernel", None, h))}
+    if not fps:
+        raise ConfigError(f"no kernel records of device {device!r} in {quote(store)}: run `hwprof measure --kernels`")
+    if len(fps) > 1:
+        raise ConfigError(f"kernel records of {device!r} under {len(fps)} environments in {quote(store)}; "
+                          "fit one: measure into a store of its own")
+    fp_hash, fp = next(iter(fps.items()))
+    rules = fusion_rules(db, fp_hash)
+    if rules is None:
+        warn(f"no fusion test of {device} in the store: every pair is taken as fused")
+    model, errors = KernelPredictor.fit(kernel_latencies(db.records(device, "kernel", None, fp_hash)), device,
+                                        rules, fp, seed)
+    with output_file(output, force=force, inputs=[store]) as tmp:
+        model.save(tmp)
+    t = Table("kind", "kernels", "MAPE (5-fold)", "±10%", "±20%",
+              title=f"kernel regressors of {device} → {output} (floor {model.floor_ms * 1000:.1f} µs a call)")
+    for kind in sorted(errors):
+        e = np.abs(errors[kind][np.isfinite(errors[kind])])
+        t.add_row(kind, str(model.kinds[kind].n_train), f"{e.mean():.2%}" if len(e) else "-",
+                  f"{(e <= 0.1).mean():.1%}" if len(e) else "-", f"{(e <= 0.2).mean():.1%}" if len(e) else "-")
+    out.print(t)
+
+
+def _predict_onnx(predictor, onnx: Path, input_shape: Optional[str], fmt: str) -> None:
+    """``predict --onnx``: a model's total and its per-kernel breakdown."""
+    from hwprof.artifacts.model import parse_input_shape
+
+    pred = predictor.predict_model(onnx, parse_input_shape(input_shape))
+    if fmt == "json":
+        typer.echo(json.dumps({"model": str(onnx), "device": predictor.device, **pred.to_dict()}))
+        return
+    t = Table("#", "kind", "key", "ms", "share", title=f"{onnx.name} on {predictor.device}: {pred.total_ms:.3f} ms "
+              f"(floor {pred.floor_ms:.3f} ms + {len(pred.kernels)} kernels)", title_justify="left")
+    for i, r in enumerate(pred.kernels):
+        if r.kind != "layout":
+            share = f"{r.ms / pred.total_ms:.1%}" if r.priced else "unpriced"
+            t.add_row(str(i), r.kind, r.key, f"{r.ms:.4f}", share)
+    out.print(t)
+    if pred.unpriced:
+        out.print("unpriced: " + ", ".join(f"{k} ×{v}" for k, v in sorted(pred.unpriced.items())))
+    typer.echo(f"{pred.total_ms:.4f}")
+
+
 def evaluate_cmd(
     model_path: Path = typer.Option(..., "--model", help="Predictor or table file."),
     data: Path = typer.Option(..., "--data", help="CSV/Parquet of architectures and latencies."),
@@ -219,7 +287,10 @@ def evaluate_cmd(
 
 def predict_cmd(
     archs: Optional[List[str]] = typer.Argument(None, help="Architectures in text form."),
-    model_path: Path = typer.Option(..., "--model", help="Predictor or table file."),
+    model_path: Path = typer.Option(..., "--model", help="Predictor, table or kernel predictor file."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="With a kernel predictor: an ONNX model to price."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --onnx: N,C,H,W for dynamic dimensions."),
+    fmt: OutputFormat = typer.Option(OutputFormat("table"), "--format", help="With --onnx: table or json."),
     data: Optional[Path] = typer.Option(None, "--data", help="CSV/Parquet with an architecture column."),
     arch_column: str = typer.Option("arch", "--arch-column", help="Column with architecture text."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space (default: the model's)."),
@@ -232,12 +303,27 @@ def predict_cmd(
 
     from hwprof.predictors.evaluate import read_dataset
 
+    from hwprof.kernels.predictor import is_kernel_predictor, KernelPredictor
+
     if output is not None:
         check_output(output, force=force, inputs=[model_path, data])
     if data is not None and archs:
         raise ConfigError("give architectures as arguments or --data FILE, not both")
-    model = load_source(model_path)
-    sp = _model_space(model, space)
+    kernel = is_kernel_predictor(model_path)
+    if onnx is not None:
+        if not kernel:
+            raise ConfigError(f"--onnx needs a kernel predictor (`fit-predictor --kernels`); {quote(model_path)} is not one")
+        return _predict_onnx(KernelPredictor.load(model_path), onnx, input_shape, fmt.value)
+    if kernel:
+        if space is None:
+            raise ConfigError("a kernel predictor prices --onnx FILE, or architectures of --space NAME")
+        from hwprof.spaces import space as get_space
+
+        model: Any = KernelPredictor.load(model_path)
+        sp = get_space(space)
+    else:
+        model = load_source(model_path)
+        sp = _model_space(model, space)
     if data is not None:
         parsed, _, frame = read_dataset(data, sp, arch_column)
     elif archs:

@@ -193,6 +193,19 @@ class Store:
             ) from None
         return int(cur.lastrowid)
 
+    def set_note(self, name: str, value: str) -> None:
+        """Keep a named text beside the records (a device's measured fusion rules, ...), replacing any earlier one."""
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{name}", value))
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not write to {self.path} ({exc})") from None
+
+    def note(self, name: str) -> str | None:
+        """The text :meth:`set_note` kept under ``name``, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (f"note:{name}",)).fetchone()
+        return None if row is None else str(row[0])
+
     # -- reading ---------------------------------------------------------------
     def round_counts(self, device: str, fingerprint_hash: str) -> dict[tuple[str, str, str], int]:
         """Number of records (rounds) per identity ``(kind, space, key)`` of ``device`` under ``fingerprint_hash``."""
@@ -260,7 +273,7 @@ class Store:
             seen[ident] = seen.get(ident, 0) + 1
             row = {
                 "kind": m.kind,
-                {"op": "op_key", "model": "model"}.get(m.kind, "arch"): m.key,
+                {"op": "op_key", "model": "model", "kernel": "kernel"}.get(m.kind, "arch"): m.key,
                 "key": m.key,
                 "space": m.space,
                 "device": m.device,

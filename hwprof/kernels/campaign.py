@@ -1,0 +1,103 @@
+"""A kernel-sampling campaign: the floor, a first sample, then more where the first fit errs.
+
+``hwprof measure --kernels --n N`` runs, through the usual campaign
+(:func:`hwprof.measure.campaign.run_campaign`: rounds, store, resume):
+
+1. the fusion test (:mod:`hwprof.kernels.fusion`), once per device
+   fingerprint; its rules are kept in the store (:meth:`Store.note`);
+2. the floor kernel and ``N / 2`` kernels of :func:`~hwprof.kernels.sample.sample_kernels`;
+3. ``N / 2`` more from :func:`~hwprof.kernels.sample.refine`, spent on the
+   kinds and shapes the first half's cross-validated fit predicts worst. The
+   refit reads only the first half's records, so a resumed campaign draws
+   the same second half from the same data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Sequence
+
+import numpy as np
+
+from hwprof.artifacts.workload import Workload
+from hwprof.kernels.predictor import FLOOR_KEY, fit_kind, kernel_latencies
+from hwprof.kernels.sample import refine, sample_kernels
+from hwprof.kernels.spec import parse_kernel
+from hwprof.measure.campaign import CampaignReport
+from hwprof.measure.protocol import Plan
+
+#: Protocol of a kernel campaign where the user sets nothing: thousands of small workloads, a few rounds each.
+KERNEL_PLAN = {"rounds": 3, "min_runs": 10, "max_runs": 60, "max_time_s": 2.0, "warmup_runs": 5}
+#: Kernel kinds a TFLite device can run (the TFLite writer has no emitter for the others).
+TFLITE_KINDS = ("conv", "dwconv", "se", "fc", "pool", "maxpool")
+
+
+def kernel_plan(plan: Plan, overrides: dict) -> Plan:
+    """``plan`` with :data:`KERNEL_PLAN` where the user gave no value of their own."""
+    return plan.updated({k: v for k, v in KERNEL_PLAN.items() if overrides.get(k) is None})
+
+
+def kinds_for(fmt: str) -> tuple[str, ...] | None:
+    """Kernel kinds a device of artifact format ``fmt`` can time (None: all)."""
+    return TFLITE_KINDS if fmt == "tflite" else None
+
+
+def first_stage(n: int, seed: int = 0, batch: int = 1, fmt: str = "onnx") -> list[Workload]:
+    """The floor kernel and the first half of an ``n``-kernel campaign."""
+    specs = sample_kernels((n + 1) // 2, seed, batch, kinds_for(fmt))
+    floor = FLOOR_KEY.replace(":b1", f":b{batch}")
+    return [Workload.of_kernel(floor)] + [Workload.of_kernel(s.encode()) for s in specs]
+
+
+def second_stage(records, first: Sequence[Workload], n: int, seed: int = 0, batch: int = 1,
+                 fmt: str = "onnx") -> list[Workload]:
+    """The second half: where a 5-fold fit on ``first``'s records errs most."""
+    keys = {w.key for w in first}
+    lat = {k: v for k, v in kernel_latencies(records).items() if k in keys and not k.startswith("act:h1:w1:ci1:")}
+    groups: dict[str, list[str]] = {}
+    for key in lat:
+        groups.setdefault(parse_kernel(key).kind, []).append(key)
+    errors: dict[str, float] = {}
+    for kind, ks in groups.items():
+        _, errs = fit_kind(kind, [parse_kernel(k) for k in ks], np.array([lat[k] for k in ks]), seed=seed)
+        errors.update({k: (float(e) if np.isfinite(e) else 0.5) for k, e in zip(ks, errs)})
+    left = n - (len(first) - 1)
+    if left <= 0 or not errors:
+        return []
+    return [Workload.of_kernel(s.encode()) for s in refine(errors, left, seed, batch, kinds_for(fmt))]
+
+
+def merge(a: CampaignReport, b: CampaignReport) -> CampaignReport:
+    """One report of two stages run one after the other."""
+    flagged = {k: a.flagged.get(k, []) + b.flagged.get(k, []) for k in {*a.flagged, *b.flagged}}
+    return dataclasses.replace(
+        b, planned=a.planned + b.planned, skipped=a.skipped + b.skipped, pending=a.pending + b.pending,
+        records=a.records + b.records, failed=a.failed + b.failed, drift=a.drift + b.drift, flagged=flagged,
+        interrupted=a.interrupted or b.interrupted, wall_s=a.wall_s + b.wall_s, busy_waits=a.busy_waits + b.busy_waits,
+        busy_waited_s=a.busy_waited_s + b.busy_waited_s,
+    )
+
+
+def fusion_note(fingerprint_hash: str) -> str:
+    """The store note name of a device's fusion test."""
+    return f"fusion:{fingerprint_hash}"
+
+
+def fusion_rules(store, fingerprint_hash: str) -> dict[str, bool] | None:
+    """The fusion rules kept in ``store`` for a device fingerprint, or None."""
+    text = store.note(fusion_note(fingerprint_hash))
+    return None if text is None else {k: bool(v) for k, v in json.loads(text)["rules"].items()}
+
+
+def keep_fusion(store, fingerprint_hash: str, results) -> dict[str, bool]:
+    """Save a fusion test's results and rules in ``store``; returns the rules."""
+    from hwprof.kernels.fusion import rules
+
+    found = rules(results)
+    doc = {"rules": found, "tests": [dataclasses.asdict(r) for r in results]}
+    store.set_note(fusion_note(fingerprint_hash), json.dumps(doc))
+    return found
+
+
+__all__ = ["KERNEL_PLAN", "first_stage", "fusion_rules", "keep_fusion", "kernel_plan", "kinds_for", "merge", "second_stage"]
