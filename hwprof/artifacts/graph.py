@@ -325,7 +325,8 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         k = int((g.attr(node, "kernel_shape", [1]) or [1])[0])
         s = int((g.attr(node, "strides", [1]) or [1])[0])
         kind = "maxpool" if op == "MaxPool" else "pool"
-        return _kernel(g, kind, kernel_key(kind, h, w, c, c, k=k, s=s, batch=b), members, 0), members
+        macs = b * c * h * w if kind == "pool" else 0
+        return _kernel(g, kind, kernel_key(kind, h, w, c, c, k=k, s=s, batch=b), members, macs), members
     if op in ("Add", "Sum") and g.maps(node) >= 2:
         b, c, h, w = _nchw(g.shape(out))
         act, nodes, _ = _activation(g, out, "add")

@@ -9,7 +9,7 @@ measured on a device:
 - a **correction** ``exp(trees(features))``: gradient-boosted trees (Huber
   loss, early-stopped on a held-out tenth) on the logarithm of the
   measured / base ratio, from log shape features (MACs, parameters, bytes in
-  and out, the raw shape, the activation), stored as node arrays
+  and out, the raw shape, the activation, channels modulo 8), stored as node arrays
   (:func:`hwprof.predictors.gbdt._pack`), never a pickle.
 
 Every measured kernel ran as a one-kernel model, so its time includes the
@@ -38,7 +38,7 @@ FORMAT_VERSION = 1
 FLOOR_KEY = "act:h1:w1:ci1:co1:m0:k1:s1:g1:se0:relu:b1"
 FEATURES: tuple[str, ...] = (
     "log_macs", "log_params", "log_bytes_in", "log_bytes_out", "log_h", "log_ci", "log_co", "k", "s", "log_g",
-    "log_se", "m", "log_b", "act",
+    "log_se", "m", "log_b", "act", "ci_mod8", "co_mod8",
 )
 #: Fewest measured kernels of a kind for trees on top of its base.
 MIN_TREES = 20
@@ -52,7 +52,7 @@ def kernel_features(specs: Sequence[KernelSpec]) -> np.ndarray:
         rows.append([
             np.log1p(s.macs()), np.log1p(s.params()), np.log1p(bi), np.log1p(bo), np.log(s.h), np.log(s.ci),
             np.log(s.co), s.k, s.s, np.log(s.g), np.log1p(s.se), s.m, np.log(s.b), ALONE_ACTS.index(s.act)
-            if s.act in ALONE_ACTS else -1,
+            if s.act in ALONE_ACTS else -1, s.ci % 8, s.co % 8,  # blocked kernels: channels off multiples of 8 cost more
         ])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
 
