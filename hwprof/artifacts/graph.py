@@ -288,13 +288,13 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         stride = int((g.attr(node, "strides", [1]) or [1])[0])
         tail = out
         j = g.only_consumer(tail)
-        if j is not None and g.nodes[j].op_type == "BatchNormalization" and g.fuses("conv", "bn"):
+        if j is not None and g.nodes[j].op_type == "BatchNormalization" and g.fuses("conv", "bn"):  # any conv
             members.append(j)
             tail = g.nodes[j].output[0]
-        act, nodes, tail = _activation(g, tail, "conv")
+        kind = "dwconv" if groups > 1 and groups == ci else "conv"
+        act, nodes, tail = _activation(g, tail, kind)
         members += nodes
         _, _, ho, wo = _nchw(g.shape(tail))
-        kind = "dwconv" if groups > 1 and groups == ci else "conv"
         macs = b * ho * wo * co * (ci // max(groups, 1)) * k * k
         key = kernel_key("conv", h, w, ci, co, k=k, s=stride, g=groups, act=act, batch=b)
         return _kernel(g, kind, key, members, macs), members
@@ -319,6 +319,10 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
             tail = g.nodes[j].output[0]
         act, nodes, tail = _activation(g, tail, "fc")
         members += nodes
+        if len(shape_in) > 2:  # a linear layer over every pixel ([b, h, w, c] or [b, n, c]): a 1×1 conv's work
+            h, w = (shape_in[1], shape_in[2]) if len(shape_in) == 4 else (shape_in[1], 1)
+            key = kernel_key("conv", h, w, ci, co, act=act, batch=b)
+            return _kernel(g, "conv", key, members, b * h * w * ci * co), members
         return _kernel(g, "fc", kernel_key("fc", 1, 1, ci, co, act=act, batch=b), members, b * ci * co), members
     if op in ("MaxPool", "AveragePool"):
         b, c, h, w = _nchw(g.shape(node.input[0]))

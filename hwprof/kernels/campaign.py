@@ -29,7 +29,7 @@ from hwprof.measure.protocol import Plan
 
 #: Protocol of a kernel campaign where the user sets nothing: thousands of small workloads, a few rounds each.
 KERNEL_PLAN = {"rounds": 3, "min_runs": 10, "max_runs": 60, "max_time_s": 2.0, "warmup_runs": 5}
-#: Kernel kinds a TFLite device can run (the TFLite writer has no emitter for the others).
+#: Kernel kinds a TFLite device can run (hwprof's TFLite writer has no emitter for the others).
 TFLITE_KINDS = ("conv", "dwconv", "se", "fc", "pool", "maxpool")
 
 
@@ -43,9 +43,18 @@ def kinds_for(fmt: str) -> tuple[str, ...] | None:
     return TFLITE_KINDS if fmt == "tflite" else None
 
 
+def runs_on(spec, fmt: str) -> bool:
+    """Whether hwprof can export ``spec`` in format ``fmt`` (TFLite: odd conv kernels, global pools)."""
+    if fmt != "tflite":
+        return True
+    return spec.kind in TFLITE_KINDS and (spec.family != "conv" or spec.k % 2 == 1) and (
+        spec.family != "pool" or spec.k == 1)
+
+
 def first_stage(n: int, seed: int = 0, batch: int = 1, fmt: str = "onnx") -> list[Workload]:
     """The floor kernel and the first half of an ``n``-kernel campaign."""
-    specs = sample_kernels((n + 1) // 2, seed, batch, kinds_for(fmt))
+    half = (n + 1) // 2
+    specs = [s for s in sample_kernels(2 * half, seed, batch, kinds_for(fmt)) if runs_on(s, fmt)][:half]
     floor = FLOOR_KEY.replace(":b1", f":b{batch}")
     return [Workload.of_kernel(floor)] + [Workload.of_kernel(s.encode()) for s in specs]
 
@@ -65,7 +74,8 @@ def second_stage(records, first: Sequence[Workload], n: int, seed: int = 0, batc
     left = n - (len(first) - 1)
     if left <= 0 or not errors:
         return []
-    return [Workload.of_kernel(s.encode()) for s in refine(errors, left, seed, batch, kinds_for(fmt))]
+    specs = [s for s in refine(errors, left, seed, batch, kinds_for(fmt)) if runs_on(s, fmt)]
+    return [Workload.of_kernel(s.encode()) for s in specs]
 
 
 def merge(a: CampaignReport, b: CampaignReport) -> CampaignReport:

@@ -166,7 +166,7 @@ def build_kernel(spec: KernelSpec):
     import torch
     from torch import nn
 
-    from hwprof.spaces.modules import GlobalPool, SqueezeExcite, make_act
+    from hwprof.spaces.modules import ConvBNAct, GlobalPool, Linear, SqueezeExcite, make_act
 
     class _WithConst(nn.Module):
         """``x ⊕ c`` for a constant ``c`` of the given shape, then ``act``."""
@@ -193,15 +193,16 @@ def build_kernel(spec: KernelSpec):
 
     b, c, h, w = spec.b, spec.ci, spec.h, spec.w
     fam = spec.family
-    if fam == "conv":
-        pad = (spec.k - 1) // 2
-        layers = [nn.Conv2d(c, spec.co, spec.k, spec.s, pad, groups=spec.g, bias=False), nn.BatchNorm2d(spec.co),
-                  make_act(spec.act)]
+    if fam == "conv" and spec.k % 2:  # hwprof's own conv module: the TFLite writer knows it
+        return ConvBNAct(c, spec.co, spec.k, spec.s, spec.g, spec.act).eval()
+    if fam == "conv":  # even kernels (ConvNeXt's patchify, strided 2×2): no padding, ONNX only
+        layers = [nn.Conv2d(c, spec.co, spec.k, spec.s, (spec.k - 1) // 2, groups=spec.g, bias=False),
+                  nn.BatchNorm2d(spec.co), make_act(spec.act)]
         return nn.Sequential(*layers).eval()
     if fam == "se":
         return SqueezeExcite(c, spec.se).eval()
     if fam == "fc":
-        return nn.Sequential(nn.Flatten(), nn.Linear(c, spec.co), make_act(spec.act)).eval()
+        return Linear(c, spec.co, spec.act).eval()
     if fam == "pool":
         return (GlobalPool() if spec.k == 1 else nn.AvgPool2d(spec.k, spec.s)).eval()
     if fam == "maxpool":
