@@ -198,13 +198,14 @@ def test_cli_kernel_campaign_fit_and_predict(tmp_path):
     """measure --kernels (both stages and the fusion test) → fit-predictor --kernels → predict --onnx; resume measures nothing."""
     store, model = tmp_path / "k.sqlite", tmp_path / "cpu.kernels.json"
     common = ["--device", "cpu", "--store", str(store), "--busy", "ignore"]
-    first = _hwprof("measure", "--kernels", "--n", "24", *common, "--rounds", "1", "--min-runs", "3", "--max-runs", "5",
+    first = _hwprof("measure", "--kernels", "--n", "24", "--calibrate", "2", *common, "--rounds", "1", "--min-runs", "3", "--max-runs", "5",
                     "--quiet")
     assert "runs apart" in first.stderr or "fuses" in first.stderr
-    again = _hwprof("measure", "--kernels", "--n", "24", *common, "--rounds", "1", "--min-runs", "3", "--max-runs", "5",
+    again = _hwprof("measure", "--kernels", "--n", "24", "--calibrate", "2", *common, "--rounds", "1", "--min-runs", "3", "--max-runs", "5",
                     "--quiet")
     assert "nothing new" in again.stdout
-    _hwprof("fit-predictor", "--kernels", "--store", str(store), "--device", "cpu", "-o", str(model))
+    fit = _hwprof("fit-predictor", "--kernels", "--store", str(store), "--device", "cpu", "-o", str(model))
+    assert "calibrated on 2 networks" in fit.stdout
     sp = space("spnas")
     net = export_arch(sp, sp.sample(1, seed=0)[0], "onnx", tmp_path / "net.onnx")
     doc = json.loads(_hwprof("predict", "--model", str(model), "--onnx", str(net), "--format", "json").stdout)
@@ -213,3 +214,27 @@ def test_cli_kernel_campaign_fit_and_predict(tmp_path):
     assert f"{doc['total_ms']:.4f}" in table
     wrong = _hwprof("predict", "--model", str(model), "--space", "nope", "x", check=False)
     assert wrong.returncode == 2
+
+
+def test_calibration_recovers_the_in_network_discount_and_copy_cost(fitted, tmp_path):
+    """Networks whose convs cost 0.8 of their one-kernel time and whose copies cost 0.5 ms per M elements."""
+    from hwprof.kernels.predictor import KernelPredictor, _copied
+
+    base, _ = fitted
+    model = KernelPredictor.from_document(base.to_document())
+    graphs = []
+    for name in ("proxylessnas", "spos", "ofa-mbv3"):
+        sp = space(name)
+        for i, arch in enumerate(sp.sample(5, seed=1)):
+            graphs.append(kernels_of(export_arch(sp, arch, "onnx", tmp_path / f"{name}{i}.onnx"), fusion=model.fusion))
+    copied = [sum(_copied(k.key) for k in g.kernels if k.kind == "layout") for g in graphs]
+    assert max(copied) > 0  # SPOS's shuffles copy
+    measured = []
+    for g, c in zip(graphs, copied):
+        by = model.predict_graph(g, calibrated=False).by_kind()
+        measured.append(model.floor_ms + sum(v * (0.8 if k == "conv" else 1.0) for k, v in by.items()) + 0.5 * c / 1e6)
+    fit = model.calibrate(graphs, measured, prior=1e-4)
+    assert model.scale["conv"] == pytest.approx(0.8, abs=0.03) and model.copy_ms == pytest.approx(0.5, rel=0.15)
+    assert fit["mape_after"] < 0.01 < fit["mape_before"]
+    again = KernelPredictor.load(model.save(tmp_path / "calibrated.json"))
+    assert again.scale == model.scale and again.predict_graph(graphs[0]).total_ms == pytest.approx(measured[0], rel=0.02)

@@ -17,7 +17,8 @@ add         Add / Sum of two feature maps [+ activation]
 mul         Mul of two feature maps
 concat      Concat
 act         an activation or BatchNormalization on its own
-layout      Reshape, Flatten, Transpose, ... (no arithmetic)
+layout      Reshape, Flatten, Transpose, ... (no arithmetic; the keys of copying ones,
+            :data:`COPYING_OPS`, end in the elements they write: ``layout:Transpose:e150528``)
 other       anything else, listed by op type in :attr:`KernelGraph.unknown`
 ==========  ==============================================================
 
@@ -48,6 +49,8 @@ LAYOUT_OPS = frozenset(
     {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape", "Gather",
      "Constant", "ConstantOfShape", "Cast", "Slice", "Split", "Expand", "Pad"}
 )
+#: Layout ops that copy their data (the others are views); their keys carry the elements they write.
+COPYING_OPS = frozenset({"Transpose", "Split", "Slice", "Pad", "Expand", "Gather"})
 ACTIVATIONS = {"Relu": "relu", "HardSwish": "hswish", "Clip": "relu6", "LeakyRelu": "relu"}
 
 
@@ -344,6 +347,9 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         ci = sum(_nchw(g.shape(x))[1] for x in node.input)
         return _kernel(g, "concat", kernel_key("concat", h, w, ci, c, mid=len(node.input), batch=b), members, 0), members
     if op in LAYOUT_OPS or len(g.shape(out)) < 2:  # shape arithmetic (a channel split's sizes) is layout too
+        if op in COPYING_OPS and len(g.shape(out)) >= 2:
+            written = sum(int(np.prod([max(d, 1) for d in g.shape(o)])) for o in node.output if o)
+            return _kernel(g, "layout", f"layout:{op}:e{written}", members, 0), members
         return _kernel(g, "layout", f"layout:{op}", members, 0), members
     if op in ACTIVATIONS or op in ("BatchNormalization", "Sigmoid", "HardSigmoid", "Add", "Mul", "Sub", "Div"):
         b, c, h, w = _nchw(g.shape(out))

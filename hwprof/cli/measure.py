@@ -41,6 +41,9 @@ def measure(
         False, "--kernels", help="A kernel-sampling campaign (for `fit-predictor --kernels`): --n kernels and the fusion test."
     ),
     n_kernels: int = typer.Option(1000, "--n", min=2, help="With --kernels: how many kernels (half adaptive)."),
+    calibrate: int = typer.Option(
+        40, "--calibrate", min=0, help="With --kernels: networks of built-in spaces timed end to end to calibrate on."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the architecture sample."),
     store: Optional[Path] = StoreOpt,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
@@ -123,7 +126,7 @@ def measure(
     what = (
         f"{len(work)} model(s) on {config.name}"
         if model
-        else f"{n_kernels} kernels (half of them chosen after the first half) on {config.name}"
+        else f"{n_kernels} kernels (half of them chosen after the first half) and {calibrate} networks on {config.name}"
         if kernels
         else f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
     )
@@ -159,6 +162,13 @@ def measure(
             if kernels and not report.interrupted and limit is None:
                 report = _kernel_second_stage(dev, db, work, n_kernels, seed, config.batch, campaign, progress, task,
                                               report, plan.rounds)
+            if kernels and not report.interrupted and limit is None and calibrate:
+                from hwprof.kernels.campaign import calibration_stage, merge
+
+                nets = calibration_stage(calibrate, seed, config.batch)
+                done = progress.tasks[0].total or 0
+                progress.update(task, total=done + len(nets) * plan.rounds, description="calibration networks")
+                report = merge(report, campaign(nets, int(done)))
     finally:
         signal.signal(signal.SIGTERM, previous)
         dev.close()

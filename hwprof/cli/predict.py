@@ -221,8 +221,12 @@ def _fit_kernels(store: Path, device: str, output: Path, seed: int, force: bool)
     rules = fusion_rules(db, fp_hash)
     if rules is None:
         warn(f"no fusion test of {device} in the store: every pair is taken as fused")
+    from hwprof.kernels.campaign import calibration_graphs
+
     model, errors = KernelPredictor.fit(kernel_latencies(db.records(device, "kernel", None, fp_hash)), device,
                                         rules, fp, seed)
+    graphs, measured = calibration_graphs(db.records(device, "arch", None, fp_hash), rules, model.batch)
+    calibration = model.calibrate(graphs, measured) if graphs else None
     with output_file(output, force=force, inputs=[store]) as tmp:
         model.save(tmp)
     t = Table("kind", "kernels", "MAPE (5-fold)", "±10%", "±20%",
@@ -232,6 +236,12 @@ def _fit_kernels(store: Path, device: str, output: Path, seed: int, force: bool)
         t.add_row(kind, str(model.kinds[kind].n_train), f"{e.mean():.2%}" if len(e) else "-",
                   f"{(e <= 0.1).mean():.1%}" if len(e) else "-", f"{(e <= 0.2).mean():.1%}" if len(e) else "-")
     out.print(t)
+    if calibration is None:
+        out.print("not calibrated: no networks measured end to end in the store (measure --kernels --calibrate N)")
+    else:
+        scales = ", ".join(f"{k} ×{v:.2f}" for k, v in model.scale.items())
+        out.print(f"calibrated on {len(graphs)} networks: MAPE {calibration['mape_before']:.2%} → "
+                  f"{calibration['mape_after']:.2%} (on those networks); {scales}; copies {model.copy_ms:.3f} ms/M elements")
 
 
 def _predict_onnx(predictor, onnx: Path, input_shape: Optional[str], fmt: str) -> None:

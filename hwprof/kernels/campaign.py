@@ -9,7 +9,9 @@
 3. ``N / 2`` more from :func:`~hwprof.kernels.sample.refine`, spent on the
    kinds and shapes the first half's cross-validated fit predicts worst. The
    refit reads only the first half's records, so a resumed campaign draws
-   the same second half from the same data.
+   the same second half from the same data;
+4. ``--calibrate M`` networks of the built-in spaces (:data:`CALIBRATION_SPACES`)
+   end to end, for :meth:`~hwprof.kernels.predictor.KernelPredictor.calibrate`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,43 @@ from hwprof.measure.protocol import Plan
 KERNEL_PLAN = {"rounds": 3, "min_runs": 10, "max_runs": 60, "max_time_s": 2.0, "warmup_runs": 5}
 #: Kernel kinds a TFLite device can run (hwprof's TFLite writer has no emitter for the others).
 TFLITE_KINDS = ("conv", "dwconv", "se", "fc", "pool", "maxpool")
+
+
+#: Spaces whose networks calibrate a kernel predictor: MobileNet blocks (with SE, h-swish, elastic resolution
+#: and widths) and ShuffleNet units (channel split, concat, transpose).
+CALIBRATION_SPACES = ("proxylessnas", "ofa-mbv3", "spos", "fbnet", "tfnas")
+
+
+def calibration_stage(n: int, seed: int = 0, batch: int = 1) -> list[Workload]:
+    """``n`` networks spread over :data:`CALIBRATION_SPACES`, to be measured end to end."""
+    from hwprof.measure.campaign import arch_workloads
+    from hwprof.spaces import space
+
+    per = -(-n // len(CALIBRATION_SPACES)) if n > 0 else 0
+    work = [w for name in CALIBRATION_SPACES for w in arch_workloads(space(name), per, seed, batch)]
+    return work[:n]
+
+
+def calibration_graphs(records, fusion: dict[str, bool] | None, batch: int = 1):
+    """The kernel graphs and end-to-end latencies (ms) of the networks measured in a store's ``arch`` records."""
+    import tempfile
+    from pathlib import Path
+
+    from hwprof.artifacts.graph import kernels_of
+    from hwprof.artifacts.workload import artifact_for
+    from hwprof.measure.stats import combine
+
+    rounds: dict[tuple[str, str], list] = {}
+    for r in records:
+        if r.kind == "arch":
+            rounds.setdefault((r.space, r.key), []).append(r.samples_ms)
+    graphs, ms = [], []
+    with tempfile.TemporaryDirectory(prefix="hwprof-calibrate-") as tmp:
+        for (sp, key), samples in rounds.items():
+            art = artifact_for(Workload.of_arch(sp, key, batch), "onnx", Path(tmp))
+            graphs.append(kernels_of(art.path, fusion=fusion))
+            ms.append(combine(samples))
+    return graphs, ms
 
 
 def kernel_plan(plan: Plan, overrides: dict) -> Plan:
@@ -110,4 +149,4 @@ def keep_fusion(store, fingerprint_hash: str, results) -> dict[str, bool]:
     return found
 
 
-__all__ = ["KERNEL_PLAN", "first_stage", "fusion_rules", "keep_fusion", "kernel_plan", "kinds_for", "merge", "second_stage"]
+__all__ = ["CALIBRATION_SPACES", "KERNEL_PLAN", "calibration_graphs", "calibration_stage", "first_stage", "fusion_rules", "keep_fusion", "kernel_plan", "kinds_for", "merge", "second_stage"]
