@@ -132,7 +132,7 @@ def test_other_bad_inputs(tmp_path, files):
     except Exception:  # the default install: torchvision does not import beside the CPU torch wheel
         assert res.returncode == 2 and "needs torchvision" in res.stderr and "Traceback" not in res.stderr
     res = hwprof("measure", "--ops", "--model", str(files["onnx"]), cwd=tmp_path)
-    assert res.returncode != 0 and "exactly one of --ops, --archs N or --model" in res.stderr
+    assert res.returncode != 0 and "exactly one of --ops, --archs N, --model FILE or --kernels" in res.stderr
     changed = tmp_path / "c.onnx"
     changed.write_bytes(files["onnx"].read_bytes())
     wl = model_workload(changed)
