@@ -8,7 +8,8 @@ machine, cwd and ``HOME`` = the sandbox, and a ``PATH`` that finds the
 board's tools first (``<root>/bin``): the stand-in ``trtexec``
 (:mod:`hwprof.testing.fake_trtexec`, ONNX Runtime on this CPU in trtexec's
 output format), ``tegrastats`` (:mod:`hwprof.testing.fake_tegrastats`), and
-``nvpmodel``/``jetson_clocks`` that keep their state in the sandbox.
+``nvpmodel``/``jetson_clocks`` that keep their state in the sandbox, and a
+``sudo`` that asks for a password (no passwordless sudo, as on a fresh JetPack).
 
 Faults for robustness tests: :meth:`FakeBoard.drop_after` (drop every
 connection when the n-th timed ``trtexec`` starts, and refuse new ones for a
@@ -48,6 +49,11 @@ esac
 """
 _JETSON_CLOCKS = """#!/bin/sh
 echo locked > "$HOME/.jetson_clocks"
+"""
+#: A login without passwordless sudo, as on a fresh JetPack install.
+_SUDO = """#!/bin/sh
+echo "sudo: a password is required" >&2
+exit 1
 """
 
 
@@ -89,7 +95,7 @@ class FakeBoard:
             path = self.root / "bin" / name
             path.write_text(f"#!/bin/sh\nexec {sys.executable} -m {module} \"$@\"\n")
             path.chmod(0o755)
-        for name, text in (("nvpmodel", _NVPMODEL), ("jetson_clocks", _JETSON_CLOCKS)):
+        for name, text in (("nvpmodel", _NVPMODEL), ("jetson_clocks", _JETSON_CLOCKS), ("sudo", _SUDO)):
             (self.root / "bin" / name).write_text(text)
             (self.root / "bin" / name).chmod(0o755)
         self._host_key = asyncssh.generate_private_key("ssh-ed25519")
