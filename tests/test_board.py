@@ -65,7 +65,7 @@ def test_measure_ops_through_ssh_then_energy_table(board, tmp_path):
     assert not list((board.root / "hwprof-runs").glob("board-*")), "the campaign folder is removed at the end"
     # a second campaign re-uses the cached engines: no ONNX file is pushed, no engine built
     n = len(board.commands)
-    r = hwprof("measure", "--device", str(cfg), "--space", "lightnas", "--ops", "--limit", "3",
+    r = hwprof("measure", "--device", str(cfg), "--space", "lightnas", "--ops", "--limit", "1",
                "--store", "b2.sqlite", *FAST, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not [c for c in board.commands[n:] if "--saveEngine" in c or "cat >" in c]
