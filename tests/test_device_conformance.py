@@ -94,3 +94,31 @@ def test_backend_prepares_runs_releases_and_closes(name, tmp_path, work):
             dev.release(prepared)
         finally:
             dev.close()
+
+
+@contextmanager
+def _stand_in_board(tmp_path: Path) -> Iterator[Device]:
+    pytest.importorskip("asyncssh", reason="the stand-in board needs asyncssh (hwprof[test])")
+    from hwprof.testing.fake_board import FakeBoard, config_toml
+
+    with FakeBoard() as board:
+        path = tmp_path / "stand-in-board.toml"
+        path.write_text(config_toml(board, name="stand-in-board", sentinel_every=0))
+        yield open_device(path)
+
+
+@contextmanager
+def _gpu(name: str) -> Iterator[Device]:
+    from hwprof.devices.gpu import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason:
+        pytest.skip(f"{name}: no CUDA device here ({reason})")
+    yield open_device(name)
+
+
+OPENERS.update({
+    "ssh-board": _stand_in_board,
+    "cuda-torch": lambda tmp: _gpu("gpu"),
+    "tensorrt": lambda tmp: _gpu("gpu-trt"),
+})

@@ -16,6 +16,7 @@ from hwprof.predictors import PREDICTOR_IMPORTERS
 from hwprof.tables.formats import EXPORTERS, FORMATS
 
 Statistic = choices("Statistic", STATISTICS)
+Metric = choices("Metric", ("latency", "energy"))
 ImportFormat = choices("ImportFormat", [*FORMATS, *PREDICTOR_IMPORTERS])
 ExportFormat = choices("ExportFormat", EXPORTERS)
 
@@ -26,6 +27,9 @@ def lut_build(
     space: str = typer.Option(..., "--space", "-s", help="Space whose [L, K] cells must all be present."),
     output: Path = typer.Option(..., "-o", "--output", help="Table file to write (JSON)."),
     statistic: Statistic = typer.Option(Statistic("median"), "--statistic", help="Statistic of the raw samples."),
+    metric: Metric = typer.Option(
+        Metric("latency"), "--metric", help="latency (ms) or energy per inference (mJ; records need power_w)."
+    ),
     force: bool = ForceOpt,
 ) -> None:
     """Build a lookup table from the op records of one device."""
@@ -39,12 +43,15 @@ def lut_build(
     check_output(output, force=force, inputs=[store])
     sp = get_space(space)
     with Store(store) as st:
-        table = build_table(st.records(device=device, kind="op"), sp, statistic.value, source=str(store))
+        table = build_table(st.records(device=device, kind="op"), sp, statistic.value, source=str(store),
+                            metric=metric.value)
     with output_file(output, force=force, inputs=[store]) as tmp:
         table.save(tmp)
-    t = Table("table", "entries", "constant (ms)", "device", "batch", "statistic", "runtime")
+    unit = "mJ" if metric.value == "energy" else "ms"
+    t = Table("table", "entries", f"constant ({unit})", "device", "batch", "statistic", "runtime")
     t.add_row(str(output), str(len(table)), f"{table.constant_ms:.4g}", device, str(table.batch),
-              statistic.value, str(table.metadata.get("runtime", "")))
+              statistic.value if metric.value == "latency" else f"{statistic.value} × mean power",
+              str(table.metadata.get("runtime", "")))
     out.print(t)
     rep = table.metadata.get("repeatability")
     if rep:

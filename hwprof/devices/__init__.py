@@ -4,7 +4,10 @@ A device runs model files (:class:`~hwprof.artifacts.record.Artifact`) and
 knows nothing of search spaces: it imports only :mod:`hwprof.errors` and the
 artifact record. Backends: :mod:`.local` (ONNX Runtime, LiteRT, torch on this
 CPU, through :mod:`.worker`), :mod:`.android` (phones over :mod:`.adb_transport`,
-timed by TFLite's ``benchmark_model``, parsed by :mod:`.benchmark_model`).
+timed by TFLite's ``benchmark_model``, parsed by :mod:`.benchmark_model`),
+:mod:`.gpu` (PyTorch on a CUDA GPU), :mod:`.tensorrt` (TensorRT on a local GPU),
+:mod:`.board` (boards over :mod:`.ssh_transport`, timed by ``trtexec``, parsed
+by :mod:`.trtexec`, power from :mod:`.tegrastats`); power meters in :mod:`.power`.
 
 A device config is a TOML file::
 

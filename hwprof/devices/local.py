@@ -19,7 +19,8 @@ from typing import Any
 
 from hwprof.artifacts.record import Artifact
 from hwprof.devices import HWPROF_SERIES, DeviceConfig
-from hwprof.errors import MeasurementError, require
+from hwprof.devices.power import PowerWindow, open_meter
+from hwprof.errors import ConfigError, MeasurementError, require
 
 #: glibc malloc settings for workers (bytes): keep freed blocks in the heap.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
@@ -35,8 +36,9 @@ class WorkerDevice:
 
     runtime = ""
     artifact_format = ""
-    #: Keys of ``[backend]`` (``env``: extra environment of the worker) and ``[tuning]`` this backend reads.
-    OPTIONS: tuple[str, ...] = ("env",)
+    #: Keys of ``[backend]`` (``env``: extra environment of the worker; ``power``: ``auto`` (RAPL where
+    #: readable, the default), ``rapl`` or ``none``) and ``[tuning]`` this backend reads.
+    OPTIONS: tuple[str, ...] = ("env", "power")
     TUNING: tuple[str, ...] = ()
     module = ""
     extra = ""
@@ -46,6 +48,11 @@ class WorkerDevice:
         self.config = config
         self._proc: subprocess.Popen | None = None
         self._info: dict | None = None
+        kind = config.options.get("power", "auto")
+        if kind not in ("auto", "rapl", "none"):
+            raise ConfigError(f"backend.power of a local CPU device must be auto, rapl or none, got {kind!r}")
+        meter = open_meter(kind)
+        self.window = PowerWindow(meter) if meter is not None else None
 
     # -- worker plumbing -------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -108,7 +115,7 @@ class WorkerDevice:
             load1 = os.getloadavg()[0]
         except OSError:
             return {}
-        return {"loadavg_1m": f"{load1:.2f}"}
+        return {"loadavg_1m": f"{load1:.2f}", **(self.window.environment() if self.window is not None else {})}
 
     def prepare(self, artifact: Artifact) -> int:
         if artifact.format != self.artifact_format:
@@ -120,10 +127,19 @@ class WorkerDevice:
             "input_shape": list(artifact.input_shape),
             "path": str(artifact.path),
         }
+        if self.window is not None:
+            self.window.reset()
         return int(self._call(**req)["handle"])
 
     def run(self, prepared: int, runs: int, warmup: int = 0) -> list[float]:
-        return [float(x) for x in self._call(cmd="run", handle=prepared, runs=runs, warmup=warmup)["samples_ms"]]
+        # The power window spans the worker call: a pipe round trip beside runs of milliseconds or more.
+        if runs and self.window is not None:
+            self.window.begin()
+        try:
+            return [float(x) for x in self._call(cmd="run", handle=prepared, runs=runs, warmup=warmup)["samples_ms"]]
+        finally:
+            if runs and self.window is not None:
+                self.window.end()
 
     def release(self, prepared: int) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -147,12 +163,68 @@ class WorkerDevice:
 
 
 class OnnxRuntimeDevice(WorkerDevice):
-    """ONNX Runtime CPU execution provider, sequential, ``threads`` intra-op threads."""
+    """ONNX Runtime, sequential, ``threads`` intra-op threads; ``[backend] providers`` picks the execution providers.
+
+    ``providers`` (default ``["CPUExecutionProvider"]``) is checked against
+    ``onnxruntime.get_available_providers()`` when the device opens. With CUDA or
+    TensorRT first, the input and outputs are bound in GPU memory (IO binding),
+    so no host-device copy is in the timing; the providers then enter the
+    fingerprint (the CPU default leaves it as it was).
+    """
 
     runtime = "onnxruntime"
     artifact_format = "onnx"
     module = "onnxruntime"
     extra = "onnx"
+    OPTIONS: tuple[str, ...] = ("env", "power", "providers")
+
+    def __init__(self, config: DeviceConfig):
+        super().__init__(config)
+        self.providers = check_providers(config)
+
+    def fingerprint(self) -> dict[str, str]:
+        fp = super().fingerprint()
+        if self.providers != list(DEFAULT_PROVIDERS):
+            fp["providers"] = ",".join(self.providers)
+        return fp
+
+    def prepare(self, artifact: Artifact) -> int:
+        if artifact.format != self.artifact_format:
+            raise MeasurementError(f"{self.config.name} runs onnx files, not {artifact.format} ({artifact.path})")
+        if self.window is not None:
+            self.window.reset()
+        req: dict[str, Any] = {"cmd": "load", "runtime": self.runtime, "threads": self.config.threads,
+                               "input_shape": list(artifact.input_shape), "path": str(artifact.path),
+                               "providers": self.providers}
+        return int(self._call(**req)["handle"])
+
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def check_providers(config: DeviceConfig) -> list[str]:
+    """``[backend] providers`` of an ONNX Runtime config, each one available here.
+
+    Raises
+    ------
+    ConfigError
+        Not a list of names, or a provider this onnxruntime build lacks (the
+        message lists ``onnxruntime.get_available_providers()``).
+    """
+    import onnxruntime as ort
+
+    where = f"{config.path}: " if config.path else ""
+    providers = config.options.get("providers", list(DEFAULT_PROVIDERS))
+    if not isinstance(providers, list) or not providers or not all(isinstance(p, str) for p in providers):
+        raise ConfigError(f"{where}backend.providers must be a non-empty list of provider names, got {providers!r}")
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise ConfigError(
+            f"{where}execution provider(s) {', '.join(missing)} not available in onnxruntime {ort.__version__}; "
+            f"available: {', '.join(available)} (GPU providers need the onnxruntime-gpu package)"
+        )
+    return list(providers)
 
 
 class LiteRTDevice(WorkerDevice):

@@ -5,7 +5,7 @@ line on stdin and answers one JSON line on stdout, so a crash in a runtime
 takes down this process only, never the campaign. Requests::
 
     {"cmd": "info", "runtime": R}                         -> {"runtime_version": ..., "cpu": ...}
-    {"cmd": "load", "runtime": R, "threads": T, "path": P, "input_shape": [...]}
+    {"cmd": "load", "runtime": R, "threads": T, "path": P, "input_shape": [...], "providers": [...]}
                                                           -> {"handle": H}
     {"cmd": "run", "handle": H, "runs": N, "warmup": M}   -> {"samples_ms": [...]}
     {"cmd": "release", "handle": H}                       -> {}
@@ -55,16 +55,21 @@ def _load_onnxruntime(req: dict) -> Callable[[], Any]:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(req["path"], opts, providers=["CPUExecutionProvider"])
+    providers = list(req.get("providers") or ["CPUExecutionProvider"])
+    sess = ort.InferenceSession(req["path"], opts, providers=providers)
+    # On a GPU provider the input and outputs live in device memory: no host-device copy is timed.
+    where = "cuda" if providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
     x = np.random.default_rng(0).standard_normal(req["input_shape"]).astype(np.float32)
     binding = sess.io_binding()
-    binding.bind_ortvalue_input(sess.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(x))
+    binding.bind_ortvalue_input(sess.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(x, where, 0))
     outputs = [o.name for o in sess.get_outputs()]
     for name in outputs:
-        binding.bind_output(name)
+        binding.bind_output(name, where)
     sess.run_with_iobinding(binding)  # allocates the outputs once; later runs write into them
     for name, value in zip(outputs, binding.get_outputs()):
         binding.bind_ortvalue_output(name, value)
+    if where == "cuda":
+        return lambda: (sess.run_with_iobinding(binding), binding.synchronize_outputs())
     return lambda: sess.run_with_iobinding(binding)
 
 

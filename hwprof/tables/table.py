@@ -316,8 +316,9 @@ def build_table(
     space: Space | None = None,
     statistic: str = "median",
     source: str = "",
+    metric: str = "latency",
 ) -> LatencyTable:
-    """Latency table from op records of one device.
+    """Latency table (or, with ``metric="energy"``, energy table) from op records of one device.
 
     Parameters
     ----------
@@ -331,6 +332,10 @@ def build_table(
         ``median`` (default), ``mean``, ``min`` or ``p90`` of the raw samples;
         with repeated records (rounds) of one key, the median of their
         statistics (:func:`hwprof.measure.stats.combine`).
+    metric : {"latency", "energy"}
+        ``energy``: entries are energy per inference in mJ
+        (:mod:`hwprof.measure.energy`; every record needs a power measurement);
+        the metadata says ``metric`` and ``unit``.
 
     The metadata's ``repeatability`` holds the table's estimate of its own
     repeatability (:mod:`hwprof.measure.repeatability`) from the spread of the rounds.
@@ -348,8 +353,12 @@ def build_table(
     first = ops[0]
     for m in ops[1:]:
         check_compatible(first.fingerprint, m.fingerprint, f"op records {first.key!r} and {m.key!r}")
+    from hwprof.measure.energy import METRICS, energies_by_key
+
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     try:
-        entries = latencies_by_key(ops, statistic)
+        entries = latencies_by_key(ops, statistic) if metric == "latency" else energies_by_key(ops, statistic)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     fp = dict(first.fingerprint)
@@ -364,6 +373,8 @@ def build_table(
         "keyed": KEYED_OP,
         "fingerprint": fp,
     }
+    if metric != "latency":  # a latency table's metadata stays as it was
+        metadata.update(metric=metric, unit=METRICS[metric])
     rep = of_records(ops, statistic)  # how far a re-measurement would fall, from the spread of the rounds
     if rep is not None:
         metadata["repeatability"] = rep.to_dict()
