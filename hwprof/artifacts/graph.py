@@ -7,7 +7,7 @@ in order and groups each node with the ones a CPU runtime fuses into it:
 kind        nodes
 ==========  ==============================================================
 conv        Conv [+ BatchNormalization] [+ activation]; ``groups == cin``
-            is a depthwise conv (``dwconv``)
+            is a depthwise conv (``dwconv``), other ``groups > 1`` ``gconv``
 se          GlobalAveragePool / ReduceMean → Conv [+ act] → Conv →
             Sigmoid / HardSigmoid → Mul with the block's input
 fc          Gemm, or MatMul [+ Add], [+ activation]
@@ -16,9 +16,9 @@ maxpool     MaxPool
 add         Add / Sum of two feature maps [+ activation]
 mul         Mul of two feature maps
 concat      Concat
-act         an activation or BatchNormalization on its own
-layout      Reshape, Flatten, Transpose, ... (no arithmetic; the keys of copying ones,
-            :data:`COPYING_OPS`, end in the elements they write: ``layout:Transpose:e150528``)
+act         an activation, BatchNormalization, LayerNormalization or GELU on its own
+copy        Transpose, Slice, Split, ... of a feature map (:data:`COPYING_OPS`: data moved)
+layout      Reshape, Flatten, shape arithmetic, ... (views: nothing moved)
 other       anything else, listed by op type in :attr:`KernelGraph.unknown`
 ==========  ==============================================================
 
@@ -43,14 +43,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hwprof.artifacts.kernel import conv_kind
 from hwprof.errors import ConfigError, require
 
 LAYOUT_OPS = frozenset(
     {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape", "Gather",
-     "Constant", "ConstantOfShape", "Cast", "Slice", "Split", "Expand", "Pad"}
+     "Constant", "ConstantOfShape", "Cast", "Slice", "Split", "Expand", "Pad", "Concat"}
 )
-#: Layout ops that copy their data (the others are views); their keys carry the elements they write.
-COPYING_OPS = frozenset({"Transpose", "Split", "Slice", "Pad", "Expand", "Gather"})
+#: Layout ops that copy their data when they act on a feature map (``copy`` kernels); the others are views.
+COPYING_OPS = frozenset({"Transpose", "Split", "Slice", "Pad", "Expand", "Gather", "Concat"})
 ACTIVATIONS = {"Relu": "relu", "HardSwish": "hswish", "Clip": "relu6", "LeakyRelu": "relu"}
 
 
@@ -294,8 +295,8 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
         if j is not None and g.nodes[j].op_type == "BatchNormalization" and g.fuses("conv", "bn"):  # any conv
             members.append(j)
             tail = g.nodes[j].output[0]
-        kind = "dwconv" if groups > 1 and groups == ci else "conv"
-        act, nodes, tail = _activation(g, tail, kind)
+        kind = conv_kind(ci, groups)
+        act, nodes, tail = _activation(g, tail, "dwconv" if kind == "dwconv" else "conv")
         members += nodes
         _, _, ho, wo = _nchw(g.shape(tail))
         macs = b * ho * wo * co * (ci // max(groups, 1)) * k * k
@@ -342,21 +343,60 @@ def _group(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
     if op == "Mul" and g.maps(node) >= 2:
         b, c, h, w = _nchw(g.shape(out))
         return _kernel(g, "mul", kernel_key("mul", h, w, c, c, batch=b), members, b * c * h * w), members
-    if op == "Concat":
+    if op == "Concat" and sum(1 for x in node.input if x) >= 2 and len(g.shape(out)) == 4:
         b, c, h, w = _nchw(g.shape(out))
         ci = sum(_nchw(g.shape(x))[1] for x in node.input)
         return _kernel(g, "concat", kernel_key("concat", h, w, ci, c, mid=len(node.input), batch=b), members, 0), members
+    if op in COPYING_OPS and len(g.shape(node.input[0])) in (4, 5) and len(g.shape(out)) in (4, 5):
+        return _copy(g, i)
     if op in LAYOUT_OPS or len(g.shape(out)) < 2:  # shape arithmetic (a channel split's sizes) is layout too
-        if op in COPYING_OPS and len(g.shape(out)) >= 2:
-            written = sum(int(np.prod([max(d, 1) for d in g.shape(o)])) for o in node.output if o)
-            return _kernel(g, "layout", f"layout:{op}:e{written}", members, 0), members
         return _kernel(g, "layout", f"layout:{op}", members, 0), members
-    if op in ACTIVATIONS or op in ("BatchNormalization", "Sigmoid", "HardSigmoid", "Add", "Mul", "Sub", "Div"):
+    if op == "Div":
+        gelu = _gelu(g, i)
+        if gelu is not None:
+            return gelu
+    if op in ACTIVATIONS or op in ("BatchNormalization", "Sigmoid", "HardSigmoid", "Add", "Mul", "Sub", "Div",
+                                   "LayerNormalization"):
         b, c, h, w = _nchw(g.shape(out))
-        act = ACTIVATIONS.get(op, op.lower())
+        act = ACTIVATIONS.get(op, {"LayerNormalization": "layernorm"}.get(op, op.lower()))
         return _kernel(g, "act", kernel_key("act", h, w, c, c, act=act, batch=b), members, 0), members
     b, c, h, w = _nchw(g.shape(node.input[0]) if node.input else ())
     return _kernel(g, "other", f"other:{op}:h{h}:w{w}:c{c}:b{b}", members, 0), members
+
+
+def _copy(g: _Graph, i: int) -> tuple[Kernel, list[int]]:
+    """A layout op that moves data: a transpose as a channel shuffle (``m`` groups), a slice or split as a
+    copy of ``co`` of ``ci`` channels (``m = 1``); keys of :mod:`hwprof.artifacts.kernel`'s ``copy``."""
+    node = g.nodes[i]
+    shape = g.shape(node.input[0])
+    if len(shape) == 5:  # [b, groups, c / groups, h, w] of a channel shuffle
+        b, m, cg, h, w = shape
+        c = m * cg
+    else:
+        b, c, h, w = _nchw(shape)
+        m = 2 if node.op_type == "Transpose" and c % 2 == 0 else 1
+    if m == 1:
+        written = sum(_nchw(g.shape(o))[1] for o in node.output if o) if len(shape) == 4 else c
+        co = max(1, min(written, c - 1)) if c > 1 else 1
+    else:
+        co = c
+    key = kernel_key("copy", h, w, c, co, mid=m, batch=b)
+    return _kernel(g, "copy", key, [i], 0), [i]
+
+
+def _gelu(g: _Graph, i: int) -> tuple[Kernel, list[int]] | None:
+    """GELU in its erf form, as torch exports it: Div → Erf → Add → Mul(x, ·) [→ Mul(·, 0.5)]."""
+    chain = [i]
+    for want in ("Erf", "Add", "Mul"):
+        j = g.only_consumer(g.nodes[chain[-1]].output[0])
+        if j is None or g.nodes[j].op_type != want:
+            return None
+        chain.append(j)
+    j = g.only_consumer(g.nodes[chain[-1]].output[0])
+    if j is not None and g.nodes[j].op_type == "Mul" and not all(g.is_map(x) for x in g.nodes[j].input):
+        chain.append(j)
+    b, c, h, w = _nchw(g.shape(g.nodes[i].input[0]))
+    return _kernel(g, "act", kernel_key("act", h, w, c, c, act="gelu", batch=b), chain, 0), chain
 
 
 def _se_block(g: _Graph, i: int) -> tuple[Kernel, list[int]] | None:

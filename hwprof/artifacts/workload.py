@@ -34,7 +34,7 @@ class Workload:
     key : str
         Canonical op key, the architecture text form, a model's key
         (:func:`hwprof.artifacts.model.model_workload`: name, sha256 prefix, input shape),
-        or a kernel key (:mod:`hwprof.kernels.spec`).
+        or a kernel key (:mod:`hwprof.artifacts.kernel`).
     space : str
         Space name for architectures ("" for ops and models).
     batch : int
@@ -63,7 +63,7 @@ class Workload:
 
     @classmethod
     def of_kernel(cls, key: str) -> Workload:
-        from hwprof.kernels.spec import parse_kernel
+        from hwprof.artifacts.kernel import parse_kernel
 
         return cls(KIND_KERNEL, key, "", parse_kernel(key).b)
 
@@ -169,7 +169,7 @@ def _builder(workload: Workload) -> tuple[Callable[[], Any], tuple[int, int, int
         c, h, w = workload.input_shape
         return (lambda: torchvision_module(name)), (workload.batch, c, h, w)
     if workload.kind == KIND_KERNEL:
-        from hwprof.kernels.spec import build_kernel, parse_kernel
+        from hwprof.artifacts.kernel import build_kernel, parse_kernel
 
         spec = parse_kernel(workload.key)
         return (lambda: build_kernel(spec)), spec.input_shape

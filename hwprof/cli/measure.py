@@ -41,8 +41,12 @@ def measure(
         False, "--kernels", help="A kernel-sampling campaign (for `fit-predictor --kernels`): --n kernels and the fusion test."
     ),
     n_kernels: int = typer.Option(1000, "--n", min=2, help="With --kernels: how many kernels (half adaptive)."),
+    kernel_kind: Optional[List[str]] = typer.Option(
+        None, "--kernel-kind", help="With --kernels: only this kind (repeatable; conv, dwconv, gconv, se, fc, ...)."
+    ),
     calibrate: int = typer.Option(
-        40, "--calibrate", min=0, help="With --kernels: networks of built-in spaces timed end to end to calibrate on."
+        0, "--calibrate", min=0,
+        help="With --kernels: also time N networks of built-in spaces end to end, for fit-predictor to calibrate on.",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the architecture sample."),
     store: Optional[Path] = StoreOpt,
@@ -101,13 +105,15 @@ def measure(
                  "warmup_runs": warmup_runs, "rounds": rounds}
     plan = plan_for(config).updated(overrides)
     sp = get_space(space)
+    if kernel_kind and not kernels:
+        raise ConfigError("--kernel-kind applies to --kernels")
     if kernels:
         from hwprof.devices import load_backend
         from hwprof.kernels import campaign as kc
 
         plan = kc.kernel_plan(plan, overrides)
         fmt_ = load_backend(config.backend).artifact_format
-        work = kc.first_stage(n_kernels, seed, config.batch, fmt_)[:limit]
+        work = kc.first_stage(n_kernels, seed, config.batch, fmt_, kernel_kind)[:limit]
     elif model:
         from hwprof.artifacts.model import model_workload, parse_input_shape
 
@@ -126,7 +132,8 @@ def measure(
     what = (
         f"{len(work)} model(s) on {config.name}"
         if model
-        else f"{n_kernels} kernels (half of them chosen after the first half) and {calibrate} networks on {config.name}"
+        else f"{n_kernels} kernels (half of them chosen after the first half)"
+        + (f" and {calibrate} networks" if calibrate else "") + f" on {config.name}"
         if kernels
         else f"{len(work)} {'operators' if ops else 'architectures'} of {sp.name} on {config.name}"
     )
@@ -161,7 +168,7 @@ def measure(
             report = campaign(work)
             if kernels and not report.interrupted and limit is None:
                 report = _kernel_second_stage(dev, db, work, n_kernels, seed, config.batch, campaign, progress, task,
-                                              report, plan.rounds)
+                                              report, plan.rounds, kernel_kind)
             if kernels and not report.interrupted and limit is None and calibrate:
                 from hwprof.kernels.campaign import calibration_stage, merge
 
@@ -202,7 +209,7 @@ def measure(
         raise typer.Exit(1)
 
 
-def _kernel_second_stage(dev, db, first, n, seed, batch, campaign, progress, task, report, rounds):
+def _kernel_second_stage(dev, db, first, n, seed, batch, campaign, progress, task, report, rounds, only):
     """The fusion test (once per fingerprint) and the adaptive second half of a kernel campaign."""
     from hwprof.kernels import campaign as kc
     from hwprof.kernels.fusion import measure_fusion
@@ -215,9 +222,18 @@ def _kernel_second_stage(dev, db, first, n, seed, batch, campaign, progress, tas
         fused = ", ".join(k for k, v in found.items() if v) or "none"
         apart = ", ".join(k for k, v in found.items() if not v) or "none"
         err.print(f"hwprof: {dev.config.name} fuses {fused}; runs apart {apart}", highlight=False)
-    progress.update(task, description="refitting")
-    second = kc.second_stage(db.records(dev.config.name, kind="kernel", fingerprint_hash=fp_hash), first, n, seed,
-                             batch, dev.artifact_format)
+    # drawn once: a re-run with more rounds times the same kernels
+    note = f"kernels:second:{fp_hash}:{seed}:{n}:b{batch}:{','.join(sorted(only or []))}"
+    kept = db.note(note)
+    if kept is None:
+        progress.update(task, description="refitting")
+        second = kc.second_stage(db.records(dev.config.name, kind="kernel", fingerprint_hash=fp_hash), first, n, seed,
+                                 batch, dev.artifact_format, only)
+        db.set_note(note, "\n".join(w.key for w in second))
+    else:
+        from hwprof.artifacts.workload import Workload
+
+        second = [Workload.of_kernel(k) for k in kept.split("\n") if k]
     done = len(first) * rounds
     progress.update(task, total=done + len(second) * rounds, description="measuring (adaptive half)")
     return kc.merge(report, campaign(second, done))

@@ -241,7 +241,7 @@ def _fit_kernels(store: Path, device: str, output: Path, seed: int, force: bool)
     else:
         scales = ", ".join(f"{k} ×{v:.2f}" for k, v in model.scale.items())
         out.print(f"calibrated on {len(graphs)} networks: MAPE {calibration['mape_before']:.2%} → "
-                  f"{calibration['mape_after']:.2%} (on those networks); {scales}; copies {model.copy_ms:.3f} ms/M elements")
+                  f"{calibration['mape_after']:.2%} (on those networks); {scales}")
 
 
 def _predict_onnx(predictor, onnx: Path, input_shape: Optional[str], fmt: str) -> None:

@@ -7,9 +7,9 @@
    fingerprint; its rules are kept in the store (:meth:`Store.note`);
 2. the floor kernel and ``N / 2`` kernels of :func:`~hwprof.kernels.sample.sample_kernels`;
 3. ``N / 2`` more from :func:`~hwprof.kernels.sample.refine`, spent on the
-   kinds and shapes the first half's cross-validated fit predicts worst. The
-   refit reads only the first half's records, so a resumed campaign draws
-   the same second half from the same data;
+   kinds and shapes the first half's cross-validated fit predicts worst,
+   drawn once and kept in the store (:meth:`Store.note`), so a resumed
+   campaign, or one re-run with more rounds, times the same kernels;
 4. ``--calibrate M`` networks of the built-in spaces (:data:`CALIBRATION_SPACES`)
    end to end, for :meth:`~hwprof.kernels.predictor.KernelPredictor.calibrate`.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from hwprof.artifacts.workload import Workload
 from hwprof.kernels.predictor import FLOOR_KEY, fit_kind, kernel_latencies
 from hwprof.kernels.sample import refine, sample_kernels
-from hwprof.kernels.spec import parse_kernel
+from hwprof.artifacts.kernel import parse_kernel
 from hwprof.measure.campaign import CampaignReport
 from hwprof.measure.protocol import Plan
 
@@ -77,9 +77,19 @@ def kernel_plan(plan: Plan, overrides: dict) -> Plan:
     return plan.updated({k: v for k, v in KERNEL_PLAN.items() if overrides.get(k) is None})
 
 
-def kinds_for(fmt: str) -> tuple[str, ...] | None:
-    """Kernel kinds a device of artifact format ``fmt`` can time (None: all)."""
-    return TFLITE_KINDS if fmt == "tflite" else None
+def kinds_for(fmt: str, only: Sequence[str] | None = None) -> tuple[str, ...] | None:
+    """Kernel kinds a device of artifact format ``fmt`` can time, of ``only`` if given (None: all)."""
+    from hwprof.errors import ConfigError
+    from hwprof.kernels.sample import KIND_SHARES
+
+    kinds = tuple(only or KIND_SHARES)
+    unknown = sorted(set(kinds) - set(KIND_SHARES))
+    if unknown:
+        raise ConfigError(f"unknown kernel kind(s) {', '.join(unknown)}; known: {', '.join(KIND_SHARES)}")
+    kinds = tuple(k for k in kinds if fmt != "tflite" or k in TFLITE_KINDS)
+    if not kinds:
+        raise ConfigError(f"none of the kernel kinds {', '.join(only or ())} can be exported as {fmt}")
+    return kinds
 
 
 def runs_on(spec, fmt: str) -> bool:
@@ -90,16 +100,17 @@ def runs_on(spec, fmt: str) -> bool:
         spec.family != "pool" or spec.k == 1)
 
 
-def first_stage(n: int, seed: int = 0, batch: int = 1, fmt: str = "onnx") -> list[Workload]:
-    """The floor kernel and the first half of an ``n``-kernel campaign."""
+def first_stage(n: int, seed: int = 0, batch: int = 1, fmt: str = "onnx", only: Sequence[str] | None = None
+                ) -> list[Workload]:
+    """The floor kernel and the first half of an ``n``-kernel campaign (of the kinds ``only``, if given)."""
     half = (n + 1) // 2
-    specs = [s for s in sample_kernels(2 * half, seed, batch, kinds_for(fmt)) if runs_on(s, fmt)][:half]
+    specs = [s for s in sample_kernels(2 * half, seed, batch, kinds_for(fmt, only)) if runs_on(s, fmt)][:half]
     floor = FLOOR_KEY.replace(":b1", f":b{batch}")
     return [Workload.of_kernel(floor)] + [Workload.of_kernel(s.encode()) for s in specs]
 
 
 def second_stage(records, first: Sequence[Workload], n: int, seed: int = 0, batch: int = 1,
-                 fmt: str = "onnx") -> list[Workload]:
+                 fmt: str = "onnx", only: Sequence[str] | None = None) -> list[Workload]:
     """The second half: where a 5-fold fit on ``first``'s records errs most."""
     keys = {w.key for w in first}
     lat = {k: v for k, v in kernel_latencies(records).items() if k in keys and not k.startswith("act:h1:w1:ci1:")}
@@ -113,7 +124,7 @@ def second_stage(records, first: Sequence[Workload], n: int, seed: int = 0, batc
     left = n - (len(first) - 1)
     if left <= 0 or not errors:
         return []
-    specs = [s for s in refine(errors, left, seed, batch, kinds_for(fmt)) if runs_on(s, fmt)]
+    specs = [s for s in refine(errors, left, seed, batch, kinds_for(fmt, only)) if runs_on(s, fmt)]
     return [Workload.of_kernel(s.encode()) for s in specs]
 
 

@@ -1,6 +1,6 @@
 """One regressor per kernel kind, and a model's latency as the sum of its kernels.
 
-A :class:`KernelPredictor` holds, for each kind of :data:`~hwprof.kernels.spec.KERNEL_KINDS`
+A :class:`KernelPredictor` holds, for each kind of :data:`~hwprof.artifacts.kernel.KERNEL_KINDS`
 measured on a device:
 
 - a **physical base**, ``t = a0 + a1·MACs + a2·bytes + a3·params`` with
@@ -18,8 +18,8 @@ one-element ReLU in every campaign). A model's latency is one floor plus each
 kernel's time above the floor, times its kind's factor from
 :meth:`KernelPredictor.calibrate` (fitted on networks of the built-in spaces
 measured end to end in the same campaign; 1 without). Views (reshape,
-flatten) are free; copying layout ops (a shuffle's transpose, a split) cost
-what calibration finds per element. Kinds without a regressor and op types
+flatten) are free; copies (a shuffle's transpose, a split) are ``copy``
+kernels, measured like the rest. Kinds without a regressor and op types
 hwprof does not know are listed as unpriced in the breakdown, never dropped.
 """
 
@@ -32,8 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hwprof.errors import PredictorError
-from hwprof.kernels.spec import ALONE_ACTS, KERNEL_KINDS, KernelSpec, parse_kernel
+from hwprof.errors import OpSpecError, PredictorError
+from hwprof.artifacts.kernel import ALONE_ACTS, KERNEL_KINDS, KernelSpec, parse_kernel
 
 FORMAT = "hwprof-kernel-predictor"
 FORMAT_VERSION = 1
@@ -208,13 +208,11 @@ class KernelPredictor:
         Batch size the kernels were measured at.
     scale : dict of str to float, optional
         Per-kind factor from :meth:`calibrate` (1 where absent).
-    copy_ms : float
-        ms per million elements a copying layout op (transpose, split, ...) writes, from :meth:`calibrate` (0: free).
     """
 
     def __init__(self, device: str, kinds: Mapping[str, KindModel], floor_ms: float,
                  fusion: Mapping[str, bool] | None = None, batch: int = 1, fingerprint: Mapping[str, str] | None = None,
-                 scale: Mapping[str, float] | None = None, copy_ms: float = 0.0):
+                 scale: Mapping[str, float] | None = None):
         self.device = device
         self.kinds = dict(kinds)
         self.floor_ms = float(floor_ms)
@@ -222,7 +220,6 @@ class KernelPredictor:
         self.batch = int(batch)
         self.fingerprint = dict(fingerprint or {})
         self.scale = dict(scale or {})
-        self.copy_ms = float(copy_ms)
 
     # -- fitting ------------------------------------------------------------------------
     @classmethod
@@ -257,11 +254,17 @@ class KernelPredictor:
 
     # -- prediction ---------------------------------------------------------------------
     def predict_keys(self, keys: Sequence[str]) -> np.ndarray:
-        """Time of each kernel above the floor (ms) ``[N]``; NaN for a kind without a regressor."""
-        specs = [parse_kernel(k) for k in keys]
+        """Time of each kernel above the floor (ms) ``[N]``; NaN for a kind without a regressor or a shape
+        outside the kernel grammar."""
+        specs: list[KernelSpec | None] = []
+        for k in keys:
+            try:
+                specs.append(parse_kernel(k))
+            except OpSpecError:
+                specs.append(None)
         out = np.full(len(specs), np.nan)
-        for kind in {s.kind for s in specs}:
-            idx = [i for i, s in enumerate(specs) if s.kind == kind]
+        for kind in {s.kind for s in specs if s is not None}:
+            idx = [i for i, s in enumerate(specs) if s is not None and s.kind == kind]
             if kind in self.kinds:
                 out[idx] = np.maximum(self.kinds[kind].predict([specs[i] for i in idx]) - self.floor_ms, 0.0)
         return out
@@ -269,7 +272,7 @@ class KernelPredictor:
     def predict_graph(self, graph, calibrated: bool = True) -> ModelPrediction:
         """Price a :class:`~hwprof.artifacts.graph.KernelGraph` (grouped with :attr:`fusion`).
 
-        ``calibrated=False`` leaves out :attr:`scale` and :attr:`copy_ms`: the plain sum of one-kernel times.
+        ``calibrated=False`` leaves out :attr:`scale`: the plain sum of one-kernel times.
         """
         priced = [k for k in graph.kernels if k.kind in KERNEL_KINDS]
         ms = dict(zip((k.key for k in priced), self.predict_keys([k.key for k in priced]))) if priced else {}
@@ -278,7 +281,7 @@ class KernelPredictor:
             if k.kind in KERNEL_KINDS:
                 v = ms.get(k.key, np.nan) * (self.scale.get(k.kind, 1.0) if calibrated else 1.0)
             elif k.kind == "layout":
-                v = self.copy_ms * _copied(k.key) / 1e6 if calibrated else 0.0
+                v = 0.0
             else:
                 v = np.nan
             if not np.isfinite(v):
@@ -288,15 +291,13 @@ class KernelPredictor:
         return ModelPrediction(self.floor_ms + sum(r.ms for r in rows), self.floor_ms, rows, unpriced)
 
     def calibrate(self, graphs: Sequence[Any], measured_ms: Sequence[float], prior: float = 0.05) -> dict[str, float]:
-        """Fit :attr:`scale` and :attr:`copy_ms` to whole networks measured end to end.
+        """Fit :attr:`scale` to whole networks measured end to end.
 
         A kernel timed alone pays what it does not pay inside a network (ONNX Runtime reorders
-        an isolated conv's input and output to its blocked layout and back), and a network pays
-        for copies (a shuffle's transpose) no kernel campaign times. The fit is
-        ``measured − floor ≈ Σ_kind scale_kind · Σ kernels of the kind + copy_ms · Melements copied``
-        on the relative error, non-negative, with a pull of weight ``prior`` (per network) of every
-        scale towards 1 and of ``copy_ms`` towards 0, so a kind the networks seldom hold keeps its
-        one-kernel times.
+        an isolated conv's input and output to its blocked layout and back). The fit is
+        ``measured − floor ≈ Σ_kind scale_kind · Σ kernels of the kind`` on the relative error,
+        non-negative, with a pull of weight ``prior`` (per network) of every scale towards 1,
+        so a kind the networks seldom hold keeps its one-kernel times.
 
         Parameters
         ----------
@@ -308,32 +309,24 @@ class KernelPredictor:
         Returns
         -------
         dict of str to float
-            Relative error of each network before and after (``mape_before``, ``mape_after``).
+            Mean relative error on those networks before and after (``mape_before``, ``mape_after``).
         """
         from scipy.optimize import nnls
 
         y = np.asarray(measured_ms, dtype=np.float64)
         kinds = sorted(self.kinds)
-        S = np.zeros((len(graphs), len(kinds) + 1))
-        old = dict(self.scale), self.copy_ms
+        S = np.zeros((len(graphs), len(kinds)))
         for i, g in enumerate(graphs):
-            pred = self.predict_graph(g, calibrated=False)
-            for r in pred.kernels:
+            for r in self.predict_graph(g, calibrated=False).kernels:
                 if r.kind in kinds:
                     S[i, kinds.index(r.kind)] += r.ms
-            S[i, -1] = sum(_copied(k.key) for k in g.kernels if k.kind == "layout") / 1e6
-        t = y - self.floor_ms
-        before = np.abs((self.floor_ms + S[:, :-1].sum(axis=1)) / y - 1)
         w = 1.0 / y
         lam = np.sqrt(prior * len(y))
-        A = np.vstack([S * w[:, None], lam * np.diag(np.r_[np.ones(len(kinds)), 0.01])])  # copies: a weak pull
-        b = np.r_[t * w, np.full(len(kinds), lam), 0.0]
-        coef, _ = nnls(A, b)
-        self.scale = {k: float(c) for k, c in zip(kinds, coef[:-1])}
-        self.copy_ms = float(coef[-1])
+        coef, _ = nnls(np.vstack([S * w[:, None], lam * np.eye(len(kinds))]),
+                       np.r_[(y - self.floor_ms) * w, np.full(len(kinds), lam)])
+        before = np.abs((self.floor_ms + S.sum(axis=1)) / y - 1)
         after = np.abs((self.floor_ms + S @ coef) / y - 1)
-        if not np.isfinite(coef).all():
-            self.scale, self.copy_ms = old
+        self.scale = {k: float(c) for k, c in zip(kinds, coef)}
         return {"mape_before": float(before.mean()), "mape_after": float(after.mean()), "networks": float(len(y))}
 
     def predict_model(self, model: str | Path | Any, input_shape: tuple[int, ...] | None = None) -> ModelPrediction:
@@ -370,7 +363,7 @@ class KernelPredictor:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "hwprof_version": __version__,
             "device": self.device, "batch": self.batch, "floor_ms": self.floor_ms, "fusion": self.fusion,
-            "fingerprint": self.fingerprint, "features": list(FEATURES), "scale": self.scale, "copy_ms": self.copy_ms,
+            "fingerprint": self.fingerprint, "features": list(FEATURES), "scale": self.scale,
             "kinds": {
                 k: {"base": m.base, "trees": dict(m.trees) if m.trees is not None else None, "n_train": m.n_train,
                     "cv_mape": m.cv_mape}
@@ -424,13 +417,7 @@ class KernelPredictor:
             for k, v in doc["kinds"].items()
         }
         return cls(doc.get("device", ""), kinds, float(doc["floor_ms"]), doc.get("fusion", {}), int(doc.get("batch", 1)),
-                   doc.get("fingerprint", {}), doc.get("scale", {}), float(doc.get("copy_ms", 0.0)))
-
-
-def _copied(layout_key: str) -> int:
-    """Elements a copying layout kernel writes (``layout:Transpose:e150528`` → 150528); 0 for a view."""
-    last = layout_key.rsplit(":", 1)[-1]
-    return int(last[1:]) if last.startswith("e") and last[1:].isdigit() else 0
+                   doc.get("fingerprint", {}), doc.get("scale", {}))
 
 
 def is_kernel_predictor(path: str | Path) -> bool:

@@ -21,12 +21,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hwprof.errors import ConfigError
-from hwprof.kernels.spec import KERNEL_KINDS, KernelSpec, parse_kernel
+from hwprof.artifacts.kernel import KERNEL_KINDS, KernelSpec, parse_kernel
 
 #: Share of each kind in a sample (kinds with more shapes in real networks get more).
 KIND_SHARES: dict[str, float] = {
-    "conv": 0.30, "dwconv": 0.18, "se": 0.07, "fc": 0.06, "pool": 0.05, "maxpool": 0.04,
-    "add": 0.08, "mul": 0.04, "concat": 0.06, "act": 0.12,
+    "conv": 0.22, "gconv": 0.08, "dwconv": 0.17, "se": 0.06, "fc": 0.05, "pool": 0.04, "maxpool": 0.04,
+    "add": 0.07, "mul": 0.04, "concat": 0.05, "act": 0.12, "copy": 0.06,
 }
 #: Feature-map sizes of real networks at 224 px input (and the odd ones of SqueezeNet, GoogLeNet, Inception).
 SIZES = np.array([7, 7, 14, 14, 28, 28, 56, 56, 112, 112, 224, 8, 13, 15, 17, 27, 35, 55, 57, 71, 113])
@@ -47,15 +47,18 @@ def _pick(rng: np.random.Generator, values: Sequence, p: Sequence[float]):
 
 def _draw(kind: str, rng: np.random.Generator, batch: int) -> KernelSpec:
     h = int(rng.choice(SIZES))
+    if kind == "gconv":  # grouped (RegNet, ResNeXt): group width 8–64, mostly 3×3, cin == cout
+        width = int(_pick(rng, [8, 16, 24, 32, 48, 64], [1] * 6))
+        g = int(max(2, round(_channels(rng, 16, 1024, aligned=0) / width)))
+        co = g * width if rng.random() < 0.8 else g * int(_pick(rng, [8, 16, 32, 64], [1] * 4))
+        k = int(_pick(rng, [3, 1, 5], [0.85, 0.1, 0.05]))
+        act = _pick(rng, ["relu", "none", "swish"], [0.7, 0.2, 0.1])
+        return KernelSpec("conv", h, h, g * width, co, k=k, s=int(_pick(rng, [1, 2], [0.8, 0.2])), g=g, act=act, b=batch)
     if kind == "conv":
         k = int(_pick(rng, [1, 3, 5, 7, 2, 4], [0.45, 0.38, 0.05, 0.06, 0.03, 0.03]))
         ci = 3 if rng.random() < 0.08 else _channels(rng, 8, 1024)
         co = _channels(rng, 8, 2048)
         g = 1
-        if rng.random() < 0.12 and ci >= 16:  # grouped (RegNet, ResNeXt): group width 8–64
-            width = int(_pick(rng, [8, 16, 24, 32, 48, 64], [1] * 6))
-            g = max(1, ci // width)
-            ci, co = g * width, max(g, co // g * g)
         s = int(_pick(rng, [1, 2], [0.8, 0.2])) if k not in (2, 4) else k
         act = _pick(rng, ["relu", "none", "relu6", "hswish", "swish"], [0.42, 0.33, 0.09, 0.08, 0.08])
         return KernelSpec("conv", h, h, ci, co, k=k, s=s, g=g, act=act, b=batch)
@@ -89,8 +92,15 @@ def _draw(kind: str, rng: np.random.Generator, batch: int) -> KernelSpec:
         m = int(_pick(rng, [2, 3, 4], [0.6, 0.2, 0.2]))
         c = max(c, m)
         return KernelSpec("concat", h, h, c, c, m=m, b=batch)
-    act = _pick(rng, ["relu", "sigmoid", "hswish", "hardsigmoid", "relu6", "batchnormalization", "mul", "add"],
-                [0.2, 0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.05])
+    if kind == "copy":
+        m = int(_pick(rng, [1, 2, 4], [0.4, 0.5, 0.1]))
+        c = max(m, c // m * m) if m > 1 else max(c, 2)
+        co = c if m > 1 else max(1, c // 2 if rng.random() < 0.7 else int(rng.integers(1, c)))
+        return KernelSpec("copy", h, h, c, co, m=m, b=batch)
+    act = _pick(rng, ["relu", "sigmoid", "hswish", "hardsigmoid", "relu6", "batchnormalization", "mul", "add", "gelu",
+                      "layernorm"], [0.18, 0.16, 0.12, 0.08, 0.08, 0.1, 0.08, 0.04, 0.08, 0.08])
+    if act == "layernorm":  # over the last axis: ConvNeXt's [b, h, w, c] after its permute
+        return KernelSpec("act", h, c, h, h, act=act, b=batch)
     return KernelSpec("act", h, h, c, c, act=act, b=batch)
 
 
@@ -150,10 +160,17 @@ def _neighbour(spec: KernelSpec, rng: np.random.Generator) -> KernelSpec:
         if spec.g == spec.ci:
             return KernelSpec("conv", h, h, ci, ci, k=spec.k, s=spec.s, g=ci, act=spec.act, b=spec.b)
         width = spec.ci // spec.g
-        return KernelSpec("conv", h, h, spec.g * width, spec.co, k=spec.k, s=spec.s, g=spec.g, act=spec.act, b=spec.b)
+        g = max(2, int(round(spec.g * float(np.exp(rng.uniform(-0.4, 0.4))))))
+        return KernelSpec("conv", h, h, g * width, g * (spec.co // spec.g), k=spec.k, s=spec.s, g=g, act=spec.act,
+                          b=spec.b)
     co = scale(spec.co) if spec.family in ("conv", "fc") else ci
     se = max(8, spec.se * ci // max(spec.ci, 1) // 8 * 8) if spec.family == "se" else 0
-    m = min(spec.m, ci) if spec.family == "concat" else 0
+    m = min(spec.m, ci) if spec.family == "concat" else spec.m
+    if spec.family == "copy":
+        ci = max(spec.m, ci // spec.m * spec.m) if spec.m > 1 else max(2, ci)
+        co = ci if spec.m > 1 else max(1, min(ci - 1, spec.co * ci // spec.ci))
+    if spec.family == "act" and spec.act == "layernorm":
+        return KernelSpec("act", h, spec.w, h, h, act="layernorm", b=spec.b)
     return KernelSpec(spec.family, h, h, ci, co, m=m, k=spec.k, s=spec.s, g=1, se=se, act=spec.act, b=spec.b)
 
 

@@ -4,9 +4,14 @@ Keys are those :func:`hwprof.artifacts.graph.kernels_of` gives every kernel of
 a graph (``<kind>:h:w:ci:co:m:k:s:g:se:<act>:b``), so a kernel of a user's
 model and a sampled kernel of a campaign share a key when they share a shape.
 The kind in a key is the kernel's op family: ``conv`` covers depthwise convs
-too (``g == ci``), which :attr:`KernelSpec.kind` names ``dwconv``; ``pool``
+too (``g == ci``), which :attr:`KernelSpec.kind` names ``dwconv``, and grouped
+ones, ``gconv``; ``pool``
 with ``k1`` is a global average pool. Fields a kind does not use are 0 / 1 /
 ``none`` as :func:`~hwprof.artifacts.graph.kernel_key` writes them.
+
+``copy`` is a layout op that moves data: with ``m >= 2`` a channel shuffle
+in ``m`` groups (reshape, transpose, reshape), with ``m == 1`` a slice that
+copies ``co`` of ``ci`` channels (a channel split's half).
 
 The module of a kernel takes one NCHW input ``[b, ci, h, w]`` (``concat``:
 its first part; ``fc``: ``[b, ci, 1, 1]``). Two-input kernels (``add``,
@@ -21,14 +26,22 @@ from dataclasses import dataclass
 from hwprof.errors import OpSpecError
 
 #: Kernel kinds with a regressor (see :mod:`hwprof.artifacts.graph` for the nodes each groups).
-KERNEL_KINDS: tuple[str, ...] = ("conv", "dwconv", "se", "fc", "pool", "maxpool", "add", "mul", "concat", "act")
+KERNEL_KINDS: tuple[str, ...] = (
+    "conv", "dwconv", "gconv", "se", "fc", "pool", "maxpool", "add", "mul", "concat", "act", "copy"
+)
 #: Activations a conv, fc or add kernel may fuse.
 FUSED_ACTS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "swish")
 #: What a standalone ``act`` kernel may compute (elementwise ops with a constant included).
 ALONE_ACTS: tuple[str, ...] = (
-    "relu", "relu6", "hswish", "swish", "sigmoid", "hardsigmoid", "batchnormalization", "add", "mul", "sub", "div"
+    "relu", "relu6", "hswish", "swish", "sigmoid", "hardsigmoid", "batchnormalization", "add", "mul", "sub", "div",
+    "gelu", "layernorm",
 )
 _FIELDS = ("h", "w", "ci", "co", "m", "k", "s", "g", "se")
+
+
+def conv_kind(ci: int, groups: int) -> str:
+    """``conv``, ``dwconv`` (``groups == ci > 1``) or ``gconv`` (other ``groups > 1``)."""
+    return "conv" if groups <= 1 else "dwconv" if groups == ci else "gconv"
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ class KernelSpec:
     b: int = 1
 
     def __post_init__(self) -> None:
-        if self.family not in KERNEL_KINDS or self.family == "dwconv":
-            raise OpSpecError(f"unknown kernel family {self.family!r}; allowed: conv, {', '.join(KERNEL_KINDS[2:])}")
+        if self.family not in KERNEL_KINDS or self.family in ("dwconv", "gconv"):
+            raise OpSpecError(f"unknown kernel family {self.family!r}; allowed: conv, {', '.join(KERNEL_KINDS[3:])}")
         for name in _FIELDS + ("b",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -85,18 +98,23 @@ class KernelSpec:
             raise OpSpecError(f"concat kernel needs 2 <= m (inputs) <= ci, got m={self.m}, ci={self.ci}")
         if self.family == "se" and self.se == 0:
             raise OpSpecError("se kernel needs se > 0 (squeeze channels)")
+        if self.family == "copy" and (self.m == 0 or (self.m > 1 and (self.ci % self.m or self.co != self.ci))
+                                      or self.co > self.ci):
+            raise OpSpecError(f"copy kernel: m = shuffle groups dividing ci = co, or m = 1 with co <= ci "
+                              f"(got ci={self.ci}, co={self.co}, m={self.m})")
 
     @property
     def kind(self) -> str:
-        """The regressor kind: the family, with depthwise convs (``g == ci > 1``) as ``dwconv``."""
-        return "dwconv" if self.family == "conv" and self.g > 1 and self.g == self.ci else self.family
+        """The regressor kind: the family, with depthwise convs (``g == ci > 1``) as ``dwconv`` and other grouped
+        convs (RegNet, ResNeXt) as ``gconv``."""
+        return conv_kind(self.ci, self.g) if self.family == "conv" else self.family
 
     def encode(self) -> str:
         """The key, exactly as :func:`hwprof.artifacts.graph.kernel_key` writes it."""
-        return (
-            f"{self.family}:h{self.h}:w{self.w}:ci{self.ci}:co{self.co}:m{self.m}:k{self.k}:s{self.s}:g{self.g}"
-            f":se{self.se}:{self.act}:b{self.b}"
-        )
+        from hwprof.artifacts.graph import kernel_key
+
+        return kernel_key(self.family, self.h, self.w, self.ci, self.co, self.m, self.k, self.s, self.g, self.se,
+                          self.act, self.b)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -143,7 +161,8 @@ class KernelSpec:
     def bytes_in_out(self) -> tuple[int, int]:
         """Bytes of float32 feature maps read and written (constant operands counted as read)."""
         ho, wo = self.out_hw
-        read = self.b * self.ci * self.h * self.w * (2 if self.family in ("add", "mul") else 1)
+        read = self.b * (self.co if self.family == "copy" else self.ci) * self.h * self.w * (
+            2 if self.family in ("add", "mul") else 1)
         write = self.b * self.co * ho * wo
         return 4 * read, 4 * write
 
@@ -181,6 +200,31 @@ def build_kernel(spec: KernelSpec):
             y = {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div}[self.op](x, self.c)
             return self.act(y)
 
+    class _Shuffle(nn.Module):
+        def __init__(self, groups: int):
+            super().__init__()
+            self.groups = groups
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b_, c_, h_, w_ = x.shape
+            return x.view(b_, self.groups, c_ // self.groups, h_, w_).transpose(1, 2).reshape(b_, c_, h_, w_)
+
+    class _Slice(nn.Module):
+        def __init__(self, keep: int):
+            super().__init__()
+            self.keep = keep
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, x.shape[1] - self.keep:]
+
+    class _LayerNorm(nn.Module):  # over channels at every pixel, as ConvNeXt does on [b, h, w, c]
+        def __init__(self, c: int):
+            super().__init__()
+            self.norm = nn.LayerNorm(c)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x)
+
     class _Concat(nn.Module):
         """``x`` concatenated with ``parts`` constants along channels."""
 
@@ -211,6 +255,8 @@ def build_kernel(spec: KernelSpec):
         return _WithConst(fam, (b, c, h, w), spec.act).eval()
     if fam == "concat":
         return _Concat(spec.m - 1, (b, c // spec.m, h, w)).eval()
+    if fam == "copy":
+        return (_Shuffle(spec.m) if spec.m > 1 else _Slice(spec.co)).eval()
     # act
     a = spec.act
     if a in FUSED_ACTS:
@@ -221,4 +267,8 @@ def build_kernel(spec: KernelSpec):
         return nn.Hardsigmoid().eval()
     if a == "batchnormalization":
         return nn.BatchNorm2d(c).eval()
+    if a == "gelu":
+        return nn.GELU().eval()  # exported in its erf form: Div, Erf, Add, Mul, Mul
+    if a == "layernorm":
+        return _LayerNorm(w).eval()
     return _WithConst(a, (1, c, 1, 1)).eval()
