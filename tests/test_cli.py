@@ -43,7 +43,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, args, message):
 
 def test_measure_needs_ops_or_archs(tmp_path):
     res = hwprof("measure", "--device", "cpu", cwd=tmp_path)
-    assert res.returncode != 0 and "--ops, --archs N or --model" in res.stderr
+    assert res.returncode != 0 and "--ops, --archs N, --model FILE or --kernels" in res.stderr
 
 
 def test_malformed_device_toml_names_the_line(tmp_path):

@@ -185,7 +185,7 @@ def build_kernel(spec: KernelSpec):
     import torch
     from torch import nn
 
-    from hwprof.spaces.modules import ConvBNAct, GlobalPool, Linear, SqueezeExcite, make_act
+    from hwprof.spaces.modules import ChannelShuffle, ConvBNAct, GlobalPool, Linear, SqueezeExcite, make_act
 
     class _WithConst(nn.Module):
         """``x ⊕ c`` for a constant ``c`` of the given shape, then ``act``."""
@@ -199,15 +199,6 @@ def build_kernel(spec: KernelSpec):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div}[self.op](x, self.c)
             return self.act(y)
-
-    class _Shuffle(nn.Module):
-        def __init__(self, groups: int):
-            super().__init__()
-            self.groups = groups
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b_, c_, h_, w_ = x.shape
-            return x.view(b_, self.groups, c_ // self.groups, h_, w_).transpose(1, 2).reshape(b_, c_, h_, w_)
 
     class _Slice(nn.Module):
         def __init__(self, keep: int):
@@ -256,7 +247,7 @@ def build_kernel(spec: KernelSpec):
     if fam == "concat":
         return _Concat(spec.m - 1, (b, c // spec.m, h, w)).eval()
     if fam == "copy":
-        return (_Shuffle(spec.m) if spec.m > 1 else _Slice(spec.co)).eval()
+        return (ChannelShuffle(spec.m) if spec.m > 1 else _Slice(spec.co)).eval()
     # act
     a = spec.act
     if a in FUSED_ACTS:

@@ -146,18 +146,28 @@ def measure_fusion(
                         times[r, j] = float(np.median(device.run(prepared, runs, warmup=5)))
                     finally:
                         device.release(prepared)
-            net = times[:, 1:] - times[:, :1]  # [rounds, 3] above the floor of the same round
-            first, second, both_ms = (float(x) for x in np.median(net, axis=0))
-            # saved share of the second op, paired within each round (a level shift between rounds cancels)
-            saved = 1.0 - (net[:, 2] - net[:, 0]) / max(second, 1e-9)
-            se = 1.4826 * float(np.median(np.abs(saved - np.median(saved)))) / np.sqrt(rounds) * 1.25
-            mid = float(np.median(saved))
-            fused = None if second <= 0.002 or abs(mid - 0.5) < 2 * se else bool(mid > 0.5)
-            res = FusionResult(pair, first, second, both_ms, fused)
+            res = decide(pair, times)
             results.append(res)
             if on_pair is not None:
                 on_pair(res)
     return results
+
+
+def decide(pair: str, times: np.ndarray) -> FusionResult:
+    """The verdict on ``pair`` from ``times`` ``[rounds, 4]`` (ms of floor, first, second, both per round).
+
+    Times are taken above the floor of their own round; the share of the second op saved is paired
+    within each round (a level shift between rounds cancels), and its median over rounds is compared
+    with one half, undecided within two standard errors of it or when the second op costs under 2 µs.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    net = times[:, 1:] - times[:, :1]
+    first, second, both = (float(x) for x in np.median(net, axis=0))
+    saved = 1.0 - (net[:, 2] - net[:, 0]) / max(second, 1e-9)
+    mid = float(np.median(saved))
+    se = 1.25 * 1.4826 * float(np.median(np.abs(saved - mid))) / np.sqrt(len(times))
+    fused = None if second <= 0.002 or abs(mid - 0.5) < 2 * se else bool(mid > 0.5)
+    return FusionResult(pair, first, second, both, fused)
 
 
 def rules(results: list[FusionResult]) -> dict[str, bool]:
@@ -165,4 +175,4 @@ def rules(results: list[FusionResult]) -> dict[str, bool]:
     return {r.pair: r.fused for r in results if r.fused is not None}
 
 
-__all__ = ["FusionResult", "PAIRS", "measure_fusion", "rules"]
+__all__ = ["FusionResult", "PAIRS", "decide", "measure_fusion", "rules"]

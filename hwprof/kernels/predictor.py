@@ -373,36 +373,16 @@ class KernelPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Write JSON (arrays inline) or ``.npz``; never a pickle."""
-        from hwprof.predictors.base import _encode
+        from hwprof.predictors.base import write_document
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = self.to_document()
-        if path.suffix == ".npz":
-            arrays: dict[str, np.ndarray] = {}
-            meta = _encode(doc, arrays)
-            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
-        else:
-            path.write_text(json.dumps(_encode(doc, None)) + "\n")
-        return path
+        return write_document(self.to_document(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> KernelPredictor:
         """Read a file :meth:`save` wrote; anything else is a clear :class:`PredictorError`."""
-        from hwprof.predictors.base import _decode
+        from hwprof.predictors.base import read_raw_document
 
-        path = Path(path)
-        if not path.is_file():
-            raise PredictorError(f"kernel predictor file {path} does not exist")
-        try:
-            if path.suffix == ".npz":
-                with np.load(path, allow_pickle=False) as z:
-                    doc = _decode(json.loads(str(z["__meta__"])), {k: z[k] for k in z.files if k != "__meta__"})
-            else:
-                doc = _decode(json.loads(path.read_text()), None)
-        except Exception as exc:  # json, zip and numpy raise several types for a file that is not ours
-            raise PredictorError(f"{path} is not a kernel predictor file ({type(exc).__name__}: {str(exc)[:80]})") from None
-        return cls.from_document(doc, path)
+        return cls.from_document(read_raw_document(path, "a kernel predictor file"), path)
 
     @classmethod
     def from_document(cls, doc: Any, path: str | Path = "<document>") -> KernelPredictor:

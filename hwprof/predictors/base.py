@@ -236,16 +236,7 @@ class Predictor(RegressorMixin, BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Write JSON (``.json``) or ``.npz`` with metadata; never a pickle."""
         check_is_fitted(self, "training_sha256_")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = self.to_document()
-        if path.suffix == ".npz":
-            arrays: dict[str, np.ndarray] = {}
-            meta = _encode(doc, arrays)
-            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
-        else:
-            path.write_text(json.dumps(_encode(doc, None)) + "\n")
-        return path
+        return write_document(self.to_document(), path)
 
     def to_document(self) -> dict[str, Any]:
         """The file content as a dict (arrays still numpy)."""
@@ -318,21 +309,37 @@ def _decode(obj: Any, arrays: Mapping[str, np.ndarray] | None) -> Any:
 
 def read_document(path: str | Path) -> dict[str, Any]:
     """Read a predictor file (JSON or ``.npz``) into a dict with numpy arrays."""
+    return check_document(read_raw_document(path), path)
+
+
+def write_document(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a document as JSON (arrays inline) or, for ``.npz``, JSON metadata beside the arrays; never a pickle."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        arrays: dict[str, np.ndarray] = {}
+        meta = _encode(doc, arrays)
+        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+    else:
+        path.write_text(json.dumps(_encode(doc, None)) + "\n")
+    return path
+
+
+def read_raw_document(path: str | Path, what: str = "an hwprof predictor file") -> dict[str, Any]:
+    """The dict :func:`write_document` wrote (arrays as numpy), unchecked; a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise PredictorError(f"predictor file {path} does not exist")
+        raise PredictorError(f"{what.removeprefix('an ').removeprefix('a ')} {path} does not exist")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files if k != "__meta__"}
-                doc = _decode(json.loads(str(z["__meta__"])), arrays)
-        else:
-            doc = _decode(json.loads(path.read_text()), None)
+                return _decode(json.loads(str(z["__meta__"])), arrays)
+        return _decode(json.loads(path.read_text()), None)
     except (ValueError, KeyError, OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:
         raise PredictorError(
-            f"{path} is not an hwprof predictor file, or is truncated ({type(exc).__name__}: {str(exc)[:100]})"
+            f"{path} is not {what}, or is truncated ({type(exc).__name__}: {str(exc)[:100]})"
         ) from None
-    return check_document(doc, path)
 
 
 def document_from_json(obj: Any, path: str | Path = "<document>") -> dict[str, Any]:
@@ -362,6 +369,8 @@ __all__ = [
     "check_target",
     "choose_alpha",
     "read_document",
+    "read_raw_document",
+    "write_document",
     "recent_level",
     "relative_ridge",
     "resolve_alpha",

@@ -24,7 +24,9 @@ kills running commands and removes a sandbox it created. Needs asyncssh
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -93,7 +95,10 @@ class FakeBoard:
         (self.root / "bin").mkdir(parents=True, exist_ok=True)
         for name, module in _TOOLS.items():
             path = self.root / "bin" / name
-            path.write_text(f"#!/bin/sh\nexec {sys.executable} -m {module} \"$@\"\n")
+            # tegrastats runs as a plain file: importing the hwprof package (pandas, torch) before its first line
+            # took longer than a cached engine's timed call on a loaded machine, and the record had no power
+            target = f"-m {module}" if name != "tegrastats" else shlex.quote(importlib.util.find_spec(module).origin)
+            path.write_text(f"#!/bin/sh\nexec {sys.executable} {target} \"$@\"\n")
             path.chmod(0o755)
         for name, text in (("nvpmodel", _NVPMODEL), ("jetson_clocks", _JETSON_CLOCKS), ("sudo", _SUDO)):
             (self.root / "bin" / name).write_text(text)
