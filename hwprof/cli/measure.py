@@ -167,8 +167,11 @@ def measure(
 
             report = campaign(work)
             if kernels and not report.interrupted and limit is None:
-                report = _kernel_second_stage(dev, db, work, n_kernels, seed, config.batch, campaign, progress, task,
-                                              report, plan.rounds, kernel_kind)
+                try:  # the fusion test and the refit run outside a campaign: Ctrl-C there stops as cleanly
+                    report = _kernel_second_stage(dev, db, work, n_kernels, seed, config.batch, campaign, progress,
+                                                  task, report, plan.rounds, kernel_kind)
+                except KeyboardInterrupt:
+                    report = dataclasses.replace(report, interrupted="interrupted by the user")
             if kernels and not report.interrupted and limit is None and calibrate:
                 from hwprof.kernels.campaign import calibration_stage, merge
 
