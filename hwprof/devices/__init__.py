@@ -7,7 +7,8 @@ CPU, through :mod:`.worker`), :mod:`.android` (phones over :mod:`.adb_transport`
 timed by TFLite's ``benchmark_model``, parsed by :mod:`.benchmark_model`),
 :mod:`.gpu` (PyTorch on a CUDA GPU), :mod:`.tensorrt` (TensorRT on a local GPU),
 :mod:`.board` (boards over :mod:`.ssh_transport`, timed by ``trtexec``, parsed
-by :mod:`.trtexec`, power from :mod:`.tegrastats`); power meters in :mod:`.power`.
+by :mod:`.trtexec`, power from :mod:`.tegrastats`); power meters in :mod:`.power`;
+phones and boards share retries and clean-up through :mod:`.remote`.
 
 A device config is a TOML file::
 

@@ -71,15 +71,15 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from hwprof.devices.benchmark_model import MAX_RECOVERABLE_RUNS, parse
 from hwprof.artifacts.record import Artifact
 from hwprof.devices import HWPROF_SERIES, DeviceConfig
 from hwprof.devices.adb_transport import CLIENTS, TransportError, list_devices, open_transport
+from hwprof.devices.remote import RemoteShell
 from hwprof.errors import ConfigError, DeviceError, MeasurementError, warn
 
-T = TypeVar("T")
 
 DELEGATE_FLAGS: dict[str, tuple[str, ...]] = {
     "cpu": ("--use_xnnpack=false",),
@@ -196,7 +196,7 @@ def benchmark_command(
     return " ".join(shlex.quote(a) for a in argv)
 
 
-class AndroidDevice:
+class AndroidDevice(RemoteShell):
     """An Android phone reached through adb (see the module docstring).
 
     Parameters
@@ -204,6 +204,8 @@ class AndroidDevice:
     config : DeviceConfig
         The device config; ``config.options`` is its ``[backend]`` table.
     """
+
+    REMOTE = "phone"
 
     artifact_format = "tflite"
     #: Keys of ``[backend]`` and ``[tuning]`` this backend reads (see :meth:`tune`).
@@ -255,28 +257,8 @@ class AndroidDevice:
             self._transport = open_transport(self.opts["client"], self.host, self.port, self.serial, self.opts["adb_path"])
         return self._transport
 
-    def _retry(self, what: str, fn: Callable[[], T]) -> T:
-        attempts = self.opts["retries"]
-        delay = self.opts["retry_backoff_s"]
-        start = time.monotonic()
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn()
-            except TransportError as exc:
-                if attempt == attempts:
-                    raise DeviceError(
-                        f"{self.config.name} ({self.serial}) unreachable during {what} after {attempts} attempts over "
-                        f"{time.monotonic() - start:.0f} s: {exc}. Check the cable and `adb devices`, then re-run "
-                        "the same command: finished records are kept and the campaign resumes."
-                    ) from None
-                warn(f"{self.config.name}: {what} failed ({exc}); retry {attempt + 1}/{attempts} in {delay:.1f} s")
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
-
-    def _shell(self, command: str, what: str, timeout_s: float | None = None):
-        timeout = timeout_s or self.opts["command_timeout_s"]
-        return self._retry(what, lambda: self._t().shell(command, timeout))
+    def _where(self) -> tuple[str, str]:
+        return self.serial, "the cable and `adb devices`"
 
     # ------------------------------------------------------------------ phone state
     def _props(self) -> dict[str, str]:
@@ -500,19 +482,6 @@ class AndroidDevice:
             self._t().shell(f"rm -f {shlex.quote(prepared.remote)}", 60)
         except TransportError as exc:
             warn(f"{self.config.name}: could not remove {prepared.remote} ({exc}); it goes with the campaign folder")
-
-    def close(self) -> None:
-        """Remove the campaign folder from the phone (best effort) and drop the adb connection."""
-        if self._session is not None and self._transport is not None:
-            if self._session.startswith(self.opts["remote_dir"].rstrip("/") + "/"):
-                try:
-                    self._t().shell(f"rm -rf {shlex.quote(self._session)}", 60)
-                except TransportError as exc:
-                    warn(f"{self.config.name}: could not remove {self._session} from the phone ({exc})")
-            self._session = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
 
     # ------------------------------------------------------------------ CLI extras
     def status(self) -> str:

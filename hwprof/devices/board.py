@@ -60,16 +60,16 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from hwprof.artifacts.record import Artifact
 from hwprof.devices import HWPROF_SERIES, DeviceConfig
 from hwprof.devices import tegrastats, trtexec
 from hwprof.devices.adb_transport import TransportError
 from hwprof.devices.ssh_transport import SshTransport
+from hwprof.devices.remote import RemoteShell
 from hwprof.errors import ConfigError, DeviceError, MeasurementError, unknown_keys, warn
 
-T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     "host": "",
@@ -139,8 +139,10 @@ class BoardModel:
     sha256: str
 
 
-class BoardDevice:
+class BoardDevice(RemoteShell):
     """A Linux board reached over SSH, running TensorRT's trtexec (see the module docstring)."""
+
+    REMOTE = "board"
 
     artifact_format = "onnx"
     OPTIONS: tuple[str, ...] = tuple(DEFAULTS)
@@ -165,26 +167,8 @@ class BoardDevice:
                                            o["connect_timeout_s"])
         return self._transport
 
-    def _retry(self, what: str, fn: Callable[[], T]) -> T:
-        attempts, delay, start = self.opts["retries"], self.opts["retry_backoff_s"], time.monotonic()
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn()
-            except TransportError as exc:
-                if attempt == attempts:
-                    raise DeviceError(
-                        f"{self.config.name} ({self.opts['host']}) unreachable during {what} after {attempts} attempts "
-                        f"over {time.monotonic() - start:.0f} s: {exc}. Check the board and `ssh {self.opts['host']}`, "
-                        "then re-run the same command: finished records are kept and the campaign resumes."
-                    ) from None
-                warn(f"{self.config.name}: {what} failed ({exc}); retry {attempt + 1}/{attempts} in {delay:.1f} s")
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
-
-    def _shell(self, command: str, what: str, timeout_s: float | None = None):
-        timeout = timeout_s or self.opts["command_timeout_s"]
-        return self._retry(what, lambda: self._t().shell(command, timeout))
+    def _where(self) -> tuple[str, str]:
+        return self.opts["host"], f"the board and `ssh {self.opts['host']}`"
 
     def _session_dir(self) -> str:
         if self._session is None:
@@ -331,18 +315,6 @@ class BoardDevice:
 
     def release(self, prepared: BoardModel) -> None:
         """Nothing to free: the engine stays in the cache for the next round or campaign."""
-
-    def close(self) -> None:
-        """Remove the campaign folder from the board (best effort); engines stay cached."""
-        if self._session is not None and self._transport is not None:
-            try:
-                self._t().shell(f"rm -rf {shlex.quote(self._session)}", 60)
-            except TransportError as exc:
-                warn(f"{self.config.name}: could not remove {self._session} from the board ({exc})")
-            self._session = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
 
     # ------------------------------------------------------------------ CLI extras
     def status(self) -> str:
