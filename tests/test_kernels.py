@@ -256,3 +256,17 @@ def test_calibration_recovers_the_in_network_discount(fitted, tmp_path):
     assert fit["mape_after"] < 0.01 < fit["mape_before"]
     again = KernelPredictor.load(model.save(tmp_path / "calibrated.json"))
     assert again.scale == model.scale and again.predict_graph(graphs[0]).total_ms == pytest.approx(measured[0], rel=0.02)
+
+
+def test_kernels_measured_at_batch_8_fit_with_their_own_floor():
+    from hwprof.kernels.predictor import floor_key
+
+    specs = sample_kernels(60, seed=2, batch=8)
+    lat = dict(zip((s.encode() for s in specs), _synthetic(specs)))
+    with pytest.raises(PredictorError, match=r"floor kernel act:h1:w1:ci1:co1:m0:k1:s1:g1:se0:relu:b8"):
+        KernelPredictor.fit(lat)
+    lat[floor_key(8)] = 0.02
+    model, _ = KernelPredictor.fit(lat)
+    assert model.batch == 8 and model.floor_ms == 0.02
+    with pytest.raises(PredictorError, match="several batch sizes"):
+        KernelPredictor.fit({**lat, FLOOR_KEY: 0.005})

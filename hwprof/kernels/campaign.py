@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from hwprof.artifacts.workload import Workload
-from hwprof.kernels.predictor import FLOOR_KEY, fit_kind, kernel_latencies
+from hwprof.kernels.predictor import fit_kind, floor_key, kernel_latencies
 from hwprof.kernels.sample import refine, sample_kernels
 from hwprof.artifacts.kernel import parse_kernel
 from hwprof.measure.campaign import CampaignReport
@@ -105,7 +105,7 @@ def first_stage(n: int, seed: int = 0, batch: int = 1, fmt: str = "onnx", only: 
     """The floor kernel and the first half of an ``n``-kernel campaign (of the kinds ``only``, if given)."""
     half = (n + 1) // 2
     specs = [s for s in sample_kernels(2 * half, seed, batch, kinds_for(fmt, only)) if runs_on(s, fmt)][:half]
-    floor = FLOOR_KEY.replace(":b1", f":b{batch}")
+    floor = floor_key(batch)
     return [Workload.of_kernel(floor)] + [Workload.of_kernel(s.encode()) for s in specs]
 
 
@@ -113,7 +113,7 @@ def second_stage(records, first: Sequence[Workload], n: int, seed: int = 0, batc
                  fmt: str = "onnx", only: Sequence[str] | None = None) -> list[Workload]:
     """The second half: where a 5-fold fit on ``first``'s records errs most."""
     keys = {w.key for w in first}
-    lat = {k: v for k, v in kernel_latencies(records).items() if k in keys and not k.startswith("act:h1:w1:ci1:")}
+    lat = {k: v for k, v in kernel_latencies(records).items() if k in keys and k != floor_key(batch)}
     groups: dict[str, list[str]] = {}
     for key in lat:
         groups.setdefault(parse_kernel(key).kind, []).append(key)

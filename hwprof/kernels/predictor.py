@@ -37,8 +37,12 @@ from hwprof.artifacts.kernel import ALONE_ACTS, KERNEL_KINDS, KernelSpec, parse_
 
 FORMAT = "hwprof-kernel-predictor"
 FORMAT_VERSION = 1
-#: The kernel timed in every campaign to know the runtime's fixed cost of one call.
-FLOOR_KEY = "act:h1:w1:ci1:co1:m0:k1:s1:g1:se0:relu:b1"
+def floor_key(batch: int = 1) -> str:
+    """The kernel timed in every campaign to know the runtime's fixed cost of one call: a one-element ReLU."""
+    return KernelSpec("act", 1, 1, 1, 1, act="relu", b=batch).encode()
+
+
+FLOOR_KEY = floor_key(1)
 FEATURES: tuple[str, ...] = (
     "log_macs", "log_params", "log_bytes_in", "log_bytes_out", "log_h", "log_ci", "log_co", "k", "s", "log_g",
     "log_se", "m", "log_b", "act", "ci_mod8", "co_mod8",
@@ -229,20 +233,20 @@ class KernelPredictor:
 
         Returns the predictor and, per kind, each kernel's held-out relative error (keys in input order).
         """
-        if FLOOR_KEY not in latencies:
-            raise PredictorError(f"no measurement of the floor kernel {FLOOR_KEY}: measure with `hwprof measure --kernels`")
-        floor = float(latencies[FLOOR_KEY])
+        specs = {key: parse_kernel(key) for key in latencies}
+        batches = sorted({spec.b for spec in specs.values()})
+        if len(batches) > 1:
+            raise PredictorError(f"kernels of several batch sizes {batches}: fit one batch at a time")
+        floor_at = floor_key(batches[0] if batches else 1)
+        if floor_at not in latencies:
+            raise PredictorError(f"no measurement of the floor kernel {floor_at}: measure with `hwprof measure --kernels`")
+        floor = float(latencies[floor_at])
         groups: dict[str, list[tuple[KernelSpec, float]]] = {}
         for key, ms in latencies.items():
-            if key == FLOOR_KEY:
-                continue
-            spec = parse_kernel(key)
-            groups.setdefault(spec.kind, []).append((spec, float(ms)))
+            if key != floor_at:
+                groups.setdefault(specs[key].kind, []).append((specs[key], float(ms)))
         if not groups:
             raise PredictorError("no kernel measurements besides the floor")
-        batches = {s.b for g in groups.values() for s, _ in g}
-        if len(batches) > 1:
-            raise PredictorError(f"kernels of several batch sizes {sorted(batches)}: fit one batch at a time")
         kinds, errors = {}, {}
         for kind, rows in groups.items():
             specs = [s for s, _ in rows]
@@ -250,7 +254,7 @@ class KernelPredictor:
             if (y <= 0).any() or not np.isfinite(y).all():
                 raise PredictorError(f"non-positive or non-finite latencies among the {kind} kernels")
             kinds[kind], errors[kind] = fit_kind(kind, specs, y, seed=seed)
-        return cls(device, kinds, floor, fusion, batches.pop(), fingerprint), errors
+        return cls(device, kinds, floor, fusion, batches[0], fingerprint), errors
 
     # -- prediction ---------------------------------------------------------------------
     def predict_keys(self, keys: Sequence[str]) -> np.ndarray:
@@ -442,5 +446,5 @@ def kernel_latencies(records: Iterable[Any], statistic: str = "median") -> dict[
     return latencies_by_key([r for r in records if r.kind == "kernel"], statistic)
 
 
-__all__ = ["FEATURES", "FLOOR_KEY", "KernelPredictor", "KernelRow", "KindModel", "ModelPrediction", "fit_kind",
+__all__ = ["FEATURES", "FLOOR_KEY", "floor_key", "KernelPredictor", "KernelRow", "KindModel", "ModelPrediction", "fit_kind",
            "is_kernel_predictor", "kernel_features", "kernel_latencies", "predict_model"]
