@@ -375,3 +375,81 @@ def test_lut_build_prints_the_repeatability_and_measure_knows_busy(tmp_path):
     assert f"repeatability: ±{rep['ci95_median']:.2%}" in res.stdout and "3 round(s)" in res.stdout
     res = runner.invoke(app, ["measure", "--ops", "--busy", "sometimes", "--store", str(tmp_path / "x.sqlite")])
     assert res.exit_code != 0 and "wait" in res.output and "flag" in res.output
+
+
+# -- extra rounds: busy rounds re-timed, disagreeing rounds extended ----------------------------------------------
+
+
+class _SpellDevice(_Device):
+    """Stand-in whose first ``busy_runs`` calls compete with another process (2× slower), and whose
+    workloads listed in ``noisy`` spread by 20% from round to round (the others by nothing)."""
+
+    def __init__(self, machine: FakeMachine, busy_runs: int = 0, noisy: tuple[str, ...] = ()):
+        super().__init__(machine, busy=False, spread=0.0)
+        self.busy_runs, self.noisy, self.calls = busy_runs, noisy, 0
+
+    def run(self, h, runs, warmup=0):
+        self.calls += 1
+        self.busy = self.calls <= self.busy_runs
+        self.spread = 0.2 if h in self.noisy else 0.0
+        samples = super().run(h, runs, warmup)
+        return [2 * x for x in samples] if self.busy else samples
+
+
+def _wait_monitor(machine):
+    clock = FakeClock(machine, busy_looks=0)
+    return LoadMonitor("wait", proc=ProcFS(machine.root), root_pid=OURS, sleep=clock.sleep, clock=clock.clock)
+
+
+EXTRA = Plan(warmup_runs=0, warmup_s=0, min_runs=3, max_runs=3, chunk=3, rounds=3, max_rounds=6, sentinel_every=0)
+
+
+def test_rounds_timed_busy_are_retimed_and_left_out_of_the_table(tmp_path, machine, monkeypatch):
+    from hwprof.measure.records import latencies_by_key
+
+    monkeypatch.setattr(campaign, "ArtifactCache", _Cache)
+    work = op_workloads(space("proxylessnas"))[:4]
+    with Store(tmp_path / "s.sqlite") as st:
+        rep = run_campaign(_SpellDevice(machine, busy_runs=2), work, st, EXTRA, busy=_wait_monitor(machine))
+        busy = [m for m in rep.records if "busy" in m.flags]
+        assert [m.key for m in busy] == [w.key for w in work[:2]]  # the first two calls, 2× slow
+        assert rep.extra == {"busy": 2} and len(rep.records) == 14
+        assert all(st.round_counts("stand-in", busy[0].fingerprint_hash)[("op", "", w.key)] == 3 + (i < 2)
+                   for i, w in enumerate(work))
+        # the slow rounds are kept in the store but not in the latency: every workload is at its quiet level
+        assert all(v == pytest.approx(1.001) for v in latencies_by_key(st.iter_records()).values())
+        again = run_campaign(_SpellDevice(machine), work, st, EXTRA, busy=_wait_monitor(machine))
+        assert again.records == [] and again.skipped == 4  # a re-run finds every workload complete
+
+
+def test_rounds_that_disagree_get_more_until_the_cap_and_a_rerun_spends_nothing_more(tmp_path, machine, monkeypatch):
+    monkeypatch.setattr(campaign, "ArtifactCache", _Cache)
+    work = op_workloads(space("proxylessnas"))[:4]
+    noisy = work[1].key
+    with Store(tmp_path / "s.sqlite") as st:
+        rep = run_campaign(_SpellDevice(machine, noisy=(noisy,)), work, st, EXTRA, busy=_wait_monitor(machine))
+        counts = {k: n for (_, _, k), n in st.round_counts("stand-in", rep.records[0].fingerprint_hash).items()}
+        assert counts == {w.key: 6 if w.key == noisy else 3 for w in work}
+        assert rep.extra == {"disagreeing": 3}
+        assert run_campaign(_SpellDevice(machine, noisy=(noisy,)), work, st, EXTRA,
+                            busy=_wait_monitor(machine)).records == []
+        # raising the cap on a re-run spends the new budget on the workload that still disagrees, and only on it
+        more = run_campaign(_SpellDevice(machine, noisy=(noisy,)), work, st, EXTRA.updated({"max_rounds": 8}),
+                            busy=_wait_monitor(machine))
+        assert {m.key for m in more.records} == {noisy} and len(more.records) == 2
+
+
+def test_without_extra_rounds_busy_rounds_count_and_plans_check_the_cap(tmp_path, machine, monkeypatch):
+    from hwprof.measure.records import usable_rounds
+
+    monkeypatch.setattr(campaign, "ArtifactCache", _Cache)
+    work = op_workloads(space("proxylessnas"))[:2]
+    with Store(tmp_path / "s.sqlite") as st:
+        rep = run_campaign(_SpellDevice(machine, busy_runs=2), work, st, EXTRA.updated({"max_rounds": 0}),
+                           busy=_wait_monitor(machine))
+    assert len(rep.records) == 6 and rep.extra == {}
+    first = [m for m in rep.records if m.key == work[0].key]
+    assert len(usable_rounds(first)) == 3 and "busy" in first[0].flags  # two quiet rounds are too few: all kept
+    with pytest.raises(ConfigError, match="max_rounds .2. is below protocol.rounds .3."):
+        EXTRA.updated({"max_rounds": 2})
+    assert EXTRA.round_cap == 6 and EXTRA.updated({"max_rounds": 0}).round_cap == 3

@@ -104,7 +104,7 @@ def test_kill_9_mid_campaign_then_resume_loses_and_duplicates_nothing(tmp_path):
     store_path = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "hwprof.cli", "measure", "--device", "cpu", "--space", "fbnet-c100", "--ops",
            "--store", str(store_path), "--limit", "12", "--max-runs", "10", "--min-runs", "5", "--max-time", "1",
-           "--warmup-runs", "2", "--rounds", "3"]
+           "--warmup-runs", "2", "--rounds", "3", "--max-rounds", "0"]  # exactly 3 rounds each, no extra ones
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     n = 0

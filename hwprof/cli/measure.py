@@ -62,6 +62,10 @@ def measure(
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Cap on timing seconds per workload."),
     warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
     rounds: Optional[int] = typer.Option(None, help="Passes per workload; its latency is the median over them."),
+    max_rounds: Optional[int] = typer.Option(
+        None, help="Most rounds per workload with the extra ones: for rounds timed busy and rounds that disagree "
+        "(0: none)."
+    ),
     limit: Optional[int] = typer.Option(None, min=0, help="Measure at most N workloads (for a quick look)."),
     busy: BusyMode = typer.Option(
         BusyMode("wait"), "--busy", envvar="HWPROF_BUSY",
@@ -102,7 +106,7 @@ def measure(
     if batch is not None:
         config = dataclasses.replace(config, batch=batch)
     overrides = {"target_ci": target_ci, "max_runs": max_runs, "min_runs": min_runs, "max_time_s": max_time,
-                 "warmup_runs": warmup_runs, "rounds": rounds}
+                 "warmup_runs": warmup_runs, "rounds": rounds, "max_rounds": max_rounds}
     plan = plan_for(config).updated(overrides)
     sp = get_space(space)
     if kernel_kind and not kernels:
@@ -160,7 +164,7 @@ def measure(
                     plan,
                     workdir=workdir,
                     allow_new_fingerprint=allow_new_fingerprint,
-                    on_record=lambda m, w: progress.advance(task),
+                    on_record=lambda m, w: _advance(progress, task),
                     on_plan=lambda r: progress.update(task, completed=done + r.planned * r.rounds - r.pending),
                     busy=busy.value,
                 )
@@ -187,6 +191,7 @@ def measure(
         f"{new} new records ({plan.rounds} round(s) per workload), {report.skipped} already in the store, "
         f"{len(report.failed)} failed, {report.wall_s:.1f} s"
         + (f" ({report.busy_waited_s:.0f} s waiting for a busy machine)" if report.busy_waits else "")
+        + (f"; extra rounds: {', '.join(f'{n} {why}' for why, n in report.extra.items())}" if report.extra else "")
     )
     if new == 0 and not report.failed and not report.interrupted:
         summary = f"nothing new to measure: all {report.planned} workloads are already in {db.path}"
@@ -242,6 +247,14 @@ def _kernel_second_stage(dev, db, first, n, seed, batch, campaign, progress, tas
     return kc.merge(report, campaign(second, done))
 
 
+def _advance(progress, task) -> None:
+    """One more record; extra rounds (busy, disagreeing) grow the bar's total rather than overflow it."""
+    t = progress.tasks[task]
+    if t.total is not None and t.completed + 1 > t.total:
+        progress.update(task, total=t.completed + 1)
+    progress.advance(task)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -277,7 +290,7 @@ def _summary_json(report, store) -> dict:
         "store": str(store), "planned": report.planned, "skipped": report.skipped, "new_records": len(report.records),
         "failed": [{"key": k, "error": e} for k, e in report.failed], "drift": report.drift,
         "interrupted": report.interrupted, "wall_s": report.wall_s,
-        "busy_waits": report.busy_waits, "busy_waited_s": report.busy_waited_s,
+        "busy_waits": report.busy_waits, "busy_waited_s": report.busy_waited_s, "extra_rounds": report.extra,
         "repeatability": report.repeatability.to_dict() if report.repeatability is not None else None,
         "flags": {flag: len(notes) for flag, notes in report.flagged.items()},
         "workloads": [{"key": k, "median_ms": combine([m.samples_ms for m in ms]), "rounds": len(ms),

@@ -223,9 +223,10 @@ def _fit_kernels(store: Path, device: str, output: Path, seed: int, force: bool)
         warn(f"no fusion test of {device} in the store: every pair is taken as fused")
     from hwprof.kernels.campaign import calibration_graphs
 
-    model, errors = KernelPredictor.fit(kernel_latencies(db.records(device, "kernel", None, fp_hash)), device,
+    stat = db.statistic(device)
+    model, errors = KernelPredictor.fit(kernel_latencies(db.records(device, "kernel", None, fp_hash), stat), device,
                                         rules, fp, seed)
-    graphs, measured = calibration_graphs(db.records(device, "arch", None, fp_hash), rules, model.batch)
+    graphs, measured = calibration_graphs(db.records(device, "arch", None, fp_hash), rules, model.batch, stat)
     calibration = model.calibrate(graphs, measured) if graphs else None
     with output_file(output, force=force, inputs=[store]) as tmp:
         model.save(tmp)

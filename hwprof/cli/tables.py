@@ -26,7 +26,9 @@ def lut_build(
     device: str = typer.Option(..., "--device", "-d", help="Device whose records to use."),
     space: str = typer.Option(..., "--space", "-s", help="Space whose [L, K] cells must all be present."),
     output: Path = typer.Option(..., "-o", "--output", help="Table file to write (JSON)."),
-    statistic: Statistic = typer.Option(Statistic("median"), "--statistic", help="Statistic of the raw samples."),
+    statistic: Optional[Statistic] = typer.Option(
+        None, "--statistic", help="Statistic of the raw samples (default: the one the device's campaigns kept)."
+    ),
     metric: Metric = typer.Option(
         Metric("latency"), "--metric", help="latency (ms) or energy per inference (mJ; records need power_w)."
     ),
@@ -43,14 +45,14 @@ def lut_build(
     check_output(output, force=force, inputs=[store])
     sp = get_space(space)
     with Store(store) as st:
-        table = build_table(st.records(device=device, kind="op"), sp, statistic.value, source=str(store),
-                            metric=metric.value)
+        stat = statistic.value if statistic is not None else st.statistic(device)
+        table = build_table(st.records(device=device, kind="op"), sp, stat, source=str(store), metric=metric.value)
     with output_file(output, force=force, inputs=[store]) as tmp:
         table.save(tmp)
     unit = "mJ" if metric.value == "energy" else "ms"
     t = Table("table", "entries", f"constant ({unit})", "device", "batch", "statistic", "runtime")
     t.add_row(str(output), str(len(table)), f"{table.constant_ms:.4g}", device, str(table.batch),
-              statistic.value if metric.value == "latency" else f"{statistic.value} × mean power",
+              stat if metric.value == "latency" else f"{stat} × mean power",
               str(table.metadata.get("runtime", "")))
     out.print(t)
     rep = table.metadata.get("repeatability")

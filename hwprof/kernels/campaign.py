@@ -50,8 +50,8 @@ def calibration_stage(n: int, seed: int = 0, batch: int = 1) -> list[Workload]:
     return work[:n]
 
 
-def calibration_graphs(records, fusion: dict[str, bool] | None, batch: int = 1):
-    """The kernel graphs and end-to-end latencies (ms) of the networks measured in a store's ``arch`` records."""
+def calibration_graphs(records, fusion: dict[str, bool] | None, batch: int = 1, statistic: str = "median"):
+    """The kernel graphs and end-to-end latencies (ms, ``statistic`` over rounds) of a store's ``arch`` records."""
     import tempfile
     from pathlib import Path
 
@@ -68,7 +68,7 @@ def calibration_graphs(records, fusion: dict[str, bool] | None, batch: int = 1):
         for (sp, key), samples in rounds.items():
             art = artifact_for(Workload.of_arch(sp, key, batch), "onnx", Path(tmp))
             graphs.append(kernels_of(art.path, fusion=fusion))
-            ms.append(combine(samples))
+            ms.append(combine(samples, statistic))
     return graphs, ms
 
 

@@ -7,16 +7,19 @@ A campaign (:func:`run_campaign`)
    the fields) unless told to;
 2. skips every round already in the store under the same fingerprint, so a
    re-run after an interruption resumes and never duplicates a record;
-3. times the remaining workloads in blocks of ``plan.block``: ``plan.rounds``
-   passes over each block (alternating direction), each visit one
-   :func:`hwprof.measure.protocol.measure` with :meth:`~hwprof.measure.protocol.Plan.per_round`
-   and one record committed at once;
+3. times the remaining workloads in blocks of ``plan.block``: passes over
+   each block (alternating direction) until every workload has its rounds
+   (:class:`hwprof.measure.rounds.Rounds`: ``plan.rounds``, and with
+   ``plan.max_rounds`` extra ones for rounds timed busy and for rounds that
+   disagree), each visit one :func:`hwprof.measure.protocol.measure` with
+   :meth:`~hwprof.measure.protocol.Plan.per_round` and one record committed
+   at once;
 4. re-measures a sentinel workload every ``plan.sentinel_every`` records and
    flags drift (thermal throttling, a neighbour process) when its median
    moves by more than ``plan.drift_tolerance``;
 5. watches competing load (:mod:`hwprof.measure.load`): before each pass
-   over a block it waits while other processes use the CPU (``busy="wait"``,
-   bounded), and every record keeps what was seen while it was timed in its
+   over a block (and, with extra rounds, after each record timed busy) it
+   waits while other processes use the CPU (``busy="wait"``, bounded), and every record keeps what was seen while it was timed in its
    ``environment`` (``busy_other_cpu``, ``steal_pct``, ...), flagged ``busy``
    when it was timed on a busy machine;
 6. at the end, estimates the repeatability of what it measured from the
@@ -26,6 +29,7 @@ A campaign (:func:`run_campaign`)
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -45,6 +49,7 @@ from hwprof.spaces import Space
 from hwprof.measure.load import LoadMonitor
 from hwprof.measure.lock import StoreLock
 from hwprof.measure.repeatability import Repeatability, of_records
+from hwprof.measure.rounds import Rounds
 from hwprof.measure.store import Store
 
 
@@ -103,6 +108,8 @@ class CampaignReport:
     ``planned`` workloads were asked for, ``skipped`` of them already had all
     their rounds in the store; ``pending`` rounds were left to measure.
     ``busy_waits`` and ``busy_waited_s`` count the pauses for competing load;
+    ``extra`` counts the rounds beyond the plan by why they were timed
+    (:mod:`hwprof.measure.rounds`: ``busy``, ``disagreeing``);
     ``repeatability`` is the estimate over every planned workload's rounds in
     the store (None when nothing was measured). ``flagged`` maps each quality
     flag to the advice of every record that raised it (``key: advice``), so a
@@ -122,6 +129,7 @@ class CampaignReport:
     busy_waits: int = 0
     busy_waited_s: float = 0.0
     repeatability: Repeatability | None = None
+    extra: dict[str, int] = field(default_factory=dict)
 
     def flag_summary(self) -> list[str]:
         """One line per quality flag: how many records, one example with its advice."""
@@ -223,12 +231,12 @@ def _run_campaign(
     fp = device.fingerprint()
     check_store_fingerprint(store, name, fp, allow_new_fingerprint)
     fp_hash = fingerprint_hash(fp)
-    counts = store.round_counts(name, fp_hash)
-    need: dict[Workload, int] = {}  # rounds still to measure, in the order given
-    for w in workloads:
-        left = plan.rounds - counts.get((w.kind, w.space, w.key), 0)
-        if left > 0:
-            need[w] = left
+    if workloads and store.note(f"statistic:{name}") != plan.statistic:
+        store.set_note(f"statistic:{name}", plan.statistic)  # tables and predictors read the figures this way
+    rounds = Rounds(plan, store.round_counts(name, fp_hash))
+    if rounds.extra and workloads:
+        rounds.load(store.iter_records(device=name, fingerprint_hash=fp_hash), workloads)
+    need = {w: n for w in workloads if (n := rounds.left(w)) > 0}  # planned rounds still to measure, in order
     report = CampaignReport(len(workloads), len(workloads) - len(need), plan.rounds, sum(need.values()))
     if on_plan:
         on_plan(report)
@@ -271,12 +279,14 @@ def _run_campaign(
             # Artifacts of a block live until its last round; a temporary folder is emptied after it.
             folder = workdir / f"block-{b // plan.block}" if tmp is not None else workdir
             cache = ArtifactCache(folder)
-            for r in range(plan.rounds):
-                if any(need[w] for w in block):
-                    monitor.check(f"before pass {r + 1}/{plan.rounds} of block {b // plan.block + 1}")
-                    monitor.record()  # the next record's window starts now, not during the wait
-                for w in block if r % 2 == 0 else block[::-1]:
-                    if need[w] == 0:
+            for r in itertools.count():
+                todo = [w for w in block if rounds.left(w)]
+                if not todo:
+                    break
+                monitor.check(f"before pass {r + 1} over block {b // plan.block + 1}")
+                monitor.record()  # the next record's window starts now, not during the wait
+                for w in todo if r % 2 == 0 else todo[::-1]:
+                    if w in rounds.failed:
                         continue
                     if sentinel is not None and plan.sentinel_every and measured % plan.sentinel_every == 0:
                         check_sentinel()
@@ -288,12 +298,11 @@ def _run_campaign(
                     except HwprofError as exc:
                         report.failed.append((w.key, str(exc)))
                         warn(f"{w.key}: {exc}")
-                        for _ in range(need[w]):
+                        for _ in range(rounds.left(w)):
                             if on_record:
                                 on_record(None, w)
-                        need[w] = 0
+                        rounds.failed.add(w)
                         continue
-                    need[w] -= 1
                     seen, busy = monitor.record()
                     flags = outcome.flags + (("drift",) if drifting else ()) + (("busy",) if busy else ())
                     if busy:
@@ -317,8 +326,14 @@ def _run_campaign(
                     )
                     store.add(m)
                     report.records.append(m)
+                    why = rounds.add(w, m)
+                    if why:
+                        report.extra[why] = report.extra.get(why, 0) + 1
                     if on_record:
                         on_record(m, w)
+                    if busy and rounds.extra:  # wait now rather than time the rest of the pass on a busy machine
+                        monitor.check(f"after {w.key[:40]}")
+                        monitor.record()
             if tmp is not None:
                 shutil.rmtree(folder, ignore_errors=True)
     except DeviceError as exc:
@@ -339,7 +354,8 @@ def _run_campaign(
     if report.records:
         wanted = {(w.kind, w.space, w.key) for w in workloads}
         report.repeatability = of_records(
-            m for m in store.iter_records(device=name, fingerprint_hash=fp_hash) if (m.kind, m.space, m.key) in wanted
+            (m for m in store.iter_records(device=name, fingerprint_hash=fp_hash) if (m.kind, m.space, m.key) in wanted),
+            plan.statistic,
         )
         rep = report.repeatability
         if rep is not None and rep.ci95_median > plan.target_ci:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from hwprof.errors import MissingEntryError
-from hwprof.measure.records import Measurement, records_by_key
+from hwprof.measure.records import Measurement, records_by_key, usable_rounds
 from hwprof.measure.stats import statistic as stat_of
 
 #: What a table or predictor may hold, and its unit.
@@ -45,7 +45,7 @@ def energies_by_key(records: Iterable[Measurement], statistic: str = "median") -
 
     out = {}
     for key, ms in records_by_key(records).items():
-        values = [record_energy_mj(m, statistic) for m in ms]
+        values = [record_energy_mj(m, statistic) for m in usable_rounds(ms, statistic)]
         out[key] = float(np.median(values))
     return out
 

@@ -26,7 +26,20 @@ Steps, in order (:func:`measure`):
    laptop) changes speed for spells of seconds; timed in one go, a workload
    that falls in a slow spell is wrong by the spell's factor however many
    runs it gets, and its neighbours in the campaign with it. Spread over
-   passes, a spell hits one round of a workload and is outvoted.
+   passes, a spell hits one round of a workload and is outvoted. With
+   ``max_rounds > rounds`` a workload gets extra rounds, up to ``max_rounds``
+   in all: one for each round timed while the machine was busy (such a round
+   is left out of its figures, :func:`hwprof.measure.records.usable_rounds`),
+   and more while its rounds disagree (the 95% half-width of their median
+   above ``target_ci``).
+5. **Statistic** (``statistic``): how a workload's rounds become one
+   latency (:func:`hwprof.measure.stats.combine`), kept in the store so that
+   tables and predictors built from it read it the same way. ``median`` by
+   default; the local CPU configs use ``min``, the fastest run of all rounds:
+   on a shared machine whole rounds fall in slow spells (another tenant on
+   the core's sibling, for fractions of a second), and two campaigns agree on
+   their floors to a median of 0.2% where their medians differ by 3%
+   (``benchmarks/bench_robust.py``).
 
 Defaults: one thread (set by the device; single-threaded latency is the
 stable, intrinsic figure); 10 warm-up runs and 0.2 s, because ONNX Runtime
@@ -47,7 +60,7 @@ from typing import Any, Callable, Mapping
 
 
 from hwprof.errors import ConfigError, MeasurementError
-from hwprof.measure.stats import Summary, summarize
+from hwprof.measure.stats import STATISTICS, Summary, summarize
 
 
 @dataclass(frozen=True)
@@ -66,11 +79,17 @@ class Plan:
     drift_tolerance: float = 0.05
     rounds: int = 1
     block: int = 100
+    max_rounds: int = 0
+    statistic: str = "median"
 
     def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ConfigError(f"protocol.statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r:.100}")
         for f in fields(self):
             value = getattr(self, f.name)
             shown = repr(value)[:100]
+            if f.name == "statistic":
+                continue
             if isinstance(f.default, int) and not isinstance(f.default, bool):
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ConfigError(f"protocol.{f.name} must be a whole number, got {shown}")
@@ -86,11 +105,20 @@ class Plan:
         for name in ("chunk", "max_runs", "rounds", "block"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"protocol.{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_rounds and self.max_rounds < self.rounds:
+            raise ConfigError(
+                f"protocol.max_rounds ({self.max_rounds}) is below protocol.rounds ({self.rounds}); "
+                "0 means no extra rounds"
+            )
         if self.min_runs > self.max_runs:
             raise ConfigError(f"protocol.min_runs ({self.min_runs}) exceeds protocol.max_runs ({self.max_runs})")
 
     def updated(self, overrides: Mapping[str, Any]) -> Plan:
-        """A copy with ``overrides`` applied; unknown names are a :class:`ConfigError`."""
+        """A copy with ``overrides`` applied; unknown names are a :class:`ConfigError`.
+
+        New ``rounds`` without ``max_rounds`` keep the extra rounds in proportion
+        (a config's 10 rounds, up to 20, become 3 up to 6 with ``rounds = 3``).
+        """
         known = {f.name: f.type for f in fields(self)}
         unknown = sorted(set(overrides) - set(known))
         if unknown:
@@ -99,6 +127,8 @@ class Plan:
         for k, v in clean.items():
             if isinstance(getattr(self, k), int) and isinstance(v, float) and v.is_integer():
                 clean[k] = int(v)
+        if "rounds" in clean and "max_rounds" not in clean and self.max_rounds > self.rounds:
+            clean["max_rounds"] = max(round(self.max_rounds * clean["rounds"] / self.rounds), clean["rounds"])
         return replace(self, **clean)
 
     def per_round(self) -> Plan:
@@ -116,7 +146,13 @@ class Plan:
             max_runs=max(self.max_runs // r, self.min_runs, 1),
             max_time_s=self.max_time_s / r,
             rounds=1,
+            max_rounds=0,
         )
+
+    @property
+    def round_cap(self) -> int:
+        """Most rounds one workload may get: ``max_rounds``, or ``rounds`` when it is 0 (no extra rounds)."""
+        return max(self.max_rounds, self.rounds)
 
 
 #: ``run(runs, warmup) -> samples_ms``: one device call.

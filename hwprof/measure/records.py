@@ -25,16 +25,38 @@ def records_by_key(records: Iterable[Measurement]) -> dict[str, list[Measurement
     return out
 
 
-def rounds_by_key(records: Iterable[Measurement]) -> dict[str, list[tuple[float, ...]]]:
-    """Raw samples of each key's records (its rounds), keys in first-seen order."""
-    return {k: [m.samples_ms for m in ms] for k, ms in records_by_key(records).items()}
+#: Fewest quiet rounds a key needs for its rounds timed on a busy machine to be left out of its figures.
+MIN_QUIET_ROUNDS = 3
+
+
+def usable_rounds(rounds: list[Measurement], statistic: str = "median") -> list[Measurement]:
+    """The rounds of one key that enter its ``statistic``, oldest first.
+
+    Rounds flagged ``busy`` (timed while other processes used the CPU) are
+    left out when at least :data:`MIN_QUIET_ROUNDS` others exist: another
+    process slows each kernel by its own factor (memory-bound kernels more
+    than compute-bound ones), so a busy round is not a noisy round but one of
+    another machine. With fewer quiet rounds every round is kept, and the
+    records still carry their flag. The ``min`` statistic keeps every round:
+    a slow round cannot lower the floor, and each round is one more chance to
+    find it.
+    """
+    if statistic == "min":
+        return rounds
+    quiet = [m for m in rounds if "busy" not in m.flags]
+    return quiet if len(quiet) >= MIN_QUIET_ROUNDS else rounds
+
+
+def rounds_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, list[tuple[float, ...]]]:
+    """Raw samples of each key's rounds usable for ``statistic`` (:func:`usable_rounds`), keys in first-seen order."""
+    return {k: [m.samples_ms for m in usable_rounds(ms, statistic)] for k, ms in records_by_key(records).items()}
 
 
 def latencies_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, float]:
     """Each key's latency (ms): ``statistic`` combined over its rounds (:func:`hwprof.measure.stats.combine`)."""
     from hwprof.measure.stats import combine
 
-    return {k: combine(v, statistic) for k, v in rounds_by_key(records).items()}
+    return {k: combine(v, statistic) for k, v in rounds_by_key(records, statistic).items()}
 
 
 def version_series(version: str) -> str:

@@ -24,6 +24,14 @@ guarantee.
 With one round per workload there is no spread over rounds; the samples'
 own CI of the median is used instead and marked so, since it is blind to
 session-to-session shifts.
+
+For the ``min`` statistic (the fastest run of all rounds) there is no
+spread to take a MAD of: the rounds are split in two halves (odd, even) and
+each workload's figure is how far the floors of the halves differ,
+``d = |min(odd)/min(even) − 1|``, expressed as a half-width ``d /
+DIFF_PER_HALF_WIDTH`` so that the expected difference to a re-measurement is
+``d`` itself. Half the rounds find the floor less surely than all of them:
+this overstates the difference, where the MAD figure understates it.
 """
 
 from __future__ import annotations
@@ -62,8 +70,10 @@ class Repeatability:
     rounds : int
         Median rounds per workload.
     method : str
-        ``rounds`` (MAD of the round statistics) or ``samples`` (one round: the
-        CI of the median of its samples, blind to session-to-session shifts).
+        ``rounds`` (MAD of the round statistics), ``halves`` (the ``min``
+        statistic: the floors of odd and even rounds compared) or ``samples``
+        (one round: the CI of the median of its samples, blind to
+        session-to-session shifts).
     """
 
     ci95_median: float
@@ -113,6 +123,19 @@ def round_half_width(round_stats: Sequence[float]) -> float:
     return MAD_TO_HALF_WIDTH * mad / math.sqrt(len(m)) / med
 
 
+def round_disagreement(round_stats: Sequence[float], name: str = "median") -> float:
+    """How far a workload's latency may move, as a relative 95% half-width, from its round statistics.
+
+    ``round_stats`` holds each round's ``name`` statistic (ms): the MAD
+    half-width of their median (:func:`round_half_width`), or for ``min``
+    the halves' floors compared (module docstring).
+    """
+    if name != "min":
+        return round_half_width(round_stats)
+    odd, even = min(round_stats[0::2]), min(round_stats[1::2])
+    return abs(odd / even - 1) / DIFF_PER_HALF_WIDTH if even > 0 else float("inf")
+
+
 def estimate(rounds: Mapping[str, Sequence[Sequence[float]]], name: str = "median") -> Repeatability | None:
     """Repeatability of a set of workloads from their rounds' raw samples.
 
@@ -132,9 +155,9 @@ def estimate(rounds: Mapping[str, Sequence[Sequence[float]]], name: str = "media
         return None
     multi = {k: v for k, v in rounds.items() if len(v) >= MIN_ROUNDS}
     if multi:
-        widths = [round_half_width([statistic(r, name) for r in v]) for v in multi.values()]
+        widths = [round_disagreement([statistic(r, name) for r in v], name) for v in multi.values()]
         counts = [len(v) for v in multi.values()]
-        method = "rounds"
+        method = "halves" if name == "min" else "rounds"
     else:  # one (or two) rounds: the samples' CI of the median, pooled per workload
         widths = [summarize([x for r in v for x in r]).ci_rel for v in rounds.values()]
         counts = [len(v) for v in rounds.values()]
@@ -153,4 +176,4 @@ def estimate(rounds: Mapping[str, Sequence[Sequence[float]]], name: str = "media
 
 def of_records(records: Iterable[Measurement], name: str = "median") -> Repeatability | None:
     """:func:`estimate` over records (grouped by key)."""
-    return estimate(rounds_by_key(records), name)
+    return estimate(rounds_by_key(records, name), name)

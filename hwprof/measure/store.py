@@ -206,6 +206,10 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (f"note:{name}",)).fetchone()
         return None if row is None else str(row[0])
 
+    def statistic(self, device: str) -> str:
+        """How ``device``'s rounds become one latency: the ``protocol.statistic`` its campaigns kept, else ``median``."""
+        return self.note(f"statistic:{device}") or "median"
+
     # -- reading ---------------------------------------------------------------
     def round_counts(self, device: str, fingerprint_hash: str) -> dict[tuple[str, str, str], int]:
         """Number of records (rounds) per identity ``(kind, space, key)`` of ``device`` under ``fingerprint_hash``."""

@@ -171,8 +171,11 @@ def read_dataset(
 
 
 
-def store_dataset(store: str | Path, device: str, sp: Space, statistic: str = "median"):
-    """Table (from op records, or None) and (archs, ms) from arch records of ``device``."""
+def store_dataset(store: str | Path, device: str, sp: Space, statistic: str | None = None):
+    """Table (from op records, or None) and (archs, ms) from arch records of ``device``.
+
+    ``statistic`` defaults to the one the device's campaigns kept in the store (:meth:`Store.statistic`).
+    """
     from hwprof.tables.table import build_table
     from hwprof.measure.records import latencies_by_key
     from hwprof.measure.store import Store
@@ -180,6 +183,7 @@ def store_dataset(store: str | Path, device: str, sp: Space, statistic: str = "m
     if not Path(store).is_file():
         raise ConfigError(f"store {store} does not exist; measure first (hwprof measure --store {store})")
     with Store(store) as st:
+        statistic = statistic or st.statistic(device)
         ops = st.records(device=device, kind="op")
         arch_records = st.records(device=device, kind="arch", space=sp.name)
     table = build_table(ops, sp, statistic, source=str(store)) if ops else None
