@@ -78,11 +78,11 @@ def measure_zoo(store: Store, device: str, files: list[Path]) -> None:
         dev.close()
 
 
-def zoo_part(store: Store, device: str, fp_hash: str, model: KernelPredictor, files: list[Path]) -> None:
+def zoo_part(store: Store, device: str, fp_hash: str, model: KernelPredictor, files: list[Path], stat: str) -> None:
     from hwprof.artifacts.model import model_workload
     from hwprof.artifacts.graph import kernels_of
 
-    measured = latencies_by_key(store.records(device, "model", None, fp_hash))
+    measured = latencies_by_key(store.records(device, "model", None, fp_hash), stat)
     rows = []
     print("\n## Zoo: measured end to end vs predicted from kernels\n")
     print("| network | GMACs | kernels | measured ms | kernel sum ms | error | calibrated ms | error | unpriced |")
@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--skip-kernels", action="store_true", help="Only the zoo.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--statistic", help="How rounds become one latency (median, min; default: the store's)")
     args = ap.parse_args()
     store = Store(args.store)
     from hwprof.devices import open_device
@@ -122,10 +123,11 @@ def main() -> None:
     dev = open_device(args.device)
     fp_hash = fingerprint_hash(dev.fingerprint())
     dev.close()
-    lat = kernel_latencies(store.records(args.device, "kernel", None, fp_hash))
+    stat = args.statistic or store.statistic(args.device)
+    lat = kernel_latencies(store.records(args.device, "kernel", None, fp_hash), stat)
     rules = fusion_rules(store, fp_hash)
     load = os.getloadavg()
-    print(f"# bench_kernels on {args.device}: {len(lat)} kernels in {args.store}; fusion rules {rules}; "
+    print(f"# bench_kernels on {args.device}: {len(lat)} kernels in {args.store} ({stat}); fusion rules {rules}; "
           f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     if not args.skip_kernels:
         kernel_part(lat, rules, args.holdout, args.seed)
@@ -136,13 +138,13 @@ def main() -> None:
         from hwprof.kernels.campaign import calibration_graphs
 
         model, _ = KernelPredictor.fit(lat, args.device, rules, seed=args.seed)
-        graphs, ms = calibration_graphs(store.records(args.device, "arch", None, fp_hash), rules, model.batch)
+        graphs, ms = calibration_graphs(store.records(args.device, "arch", None, fp_hash), rules, model.batch, stat)
         if graphs:
             fit = model.calibrate(graphs, ms)
             print(f"\ncalibrated on {len(graphs)} space networks (MAPE on them {fit['mape_before']:.2%} → "
                   f"{fit['mape_after']:.2%}): " + ", ".join(f"{k} ×{v:.2f}" for k, v in model.scale.items())
 )
-        zoo_part(zoo_store, args.device, fp_hash, model, files)
+        zoo_part(zoo_store, args.device, fp_hash, model, files, stat)
 
 
 if __name__ == "__main__":

@@ -453,3 +453,38 @@ def test_without_extra_rounds_busy_rounds_count_and_plans_check_the_cap(tmp_path
     with pytest.raises(ConfigError, match="max_rounds .2. is below protocol.rounds .3."):
         EXTRA.updated({"max_rounds": 2})
     assert EXTRA.round_cap == 6 and EXTRA.updated({"max_rounds": 0}).round_cap == 3
+
+
+def test_min_statistic_judges_by_the_halves_floors_and_keeps_busy_rounds():
+    from hwprof.measure.repeatability import round_disagreement
+    from hwprof.measure.records import usable_rounds
+
+    # odd rounds find the floor 1.00, even rounds only 1.02: a re-measurement may differ by ~2%
+    assert round_disagreement([1.00, 1.02, 1.05, 1.03], "min") == pytest.approx((1 - 1 / 1.02) / DIFF_PER_HALF_WIDTH)
+    assert round_disagreement([1.0, 1.3, 1.0, 1.3], "median") == pytest.approx(MAD_TO_HALF_WIDTH * 0.15 / 2 / 1.15)
+    rounds = {f"op{i}": [(1.0 + 0.001 * i, 1.2), (1.0 + 0.001 * i, 1.3), (1.1,), (1.25,)] for i in range(5)}
+    rep = estimate(rounds, "min")
+    assert rep.method == "halves" and rep.expected_diff_median == pytest.approx(0.0, abs=1e-9)
+    busy = Measurement("op", "k", "", "stand-in", (2.0,), 0, FP, flags=("busy",))
+    quiet = [Measurement("op", "k", "", "stand-in", (1.0,), 0, FP) for _ in range(3)]
+    assert usable_rounds([busy, *quiet]) == quiet and usable_rounds([busy, *quiet], "min") == [busy, *quiet]
+
+
+def test_the_store_keeps_the_campaigns_statistic_and_lut_build_reads_it(tmp_path, machine, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hwprof.cli import app
+
+    monkeypatch.setattr(campaign, "ArtifactCache", _Cache)
+    sp = space("proxylessnas")
+    plan = EXTRA.updated({"statistic": "min", "max_rounds": 0})
+    with Store(tmp_path / "s.sqlite") as st:
+        assert st.statistic("stand-in") == "median"  # nothing kept yet
+        run_campaign(_SpellDevice(machine), op_workloads(sp), st, plan, busy=_wait_monitor(machine))
+        assert st.statistic("stand-in") == "min"
+    res = CliRunner().invoke(app, ["lut", "build", "--store", str(tmp_path / "s.sqlite"), "--device", "stand-in",
+                                   "--space", "proxylessnas", "-o", str(tmp_path / "t.json")])
+    assert res.exit_code == 0, res.output
+    table = load_table(tmp_path / "t.json")
+    assert table.metadata["statistic"] == "min" and table.metadata["repeatability"]["method"] == "halves"
+    assert set(table.entries.values()) == {1.0}  # the stand-in's runs are 1.000, 1.001, 1.002: the floor

@@ -120,5 +120,20 @@ def test_combine_outvotes_a_slow_round_that_pooling_would_not():
     assert combine(rounds) == pytest.approx(1.0, abs=0.02)
     assert statistic(sum(rounds, []), "median") > 1.03  # pooling drags the median up
     assert combine([normal[0]], "min") == pytest.approx(min(normal[0]))
+    # min is the floor of every round, not the median of round minima: slow rounds cannot raise it
+    assert combine(rounds, "min") == min(min(r) for r in normal) and combine([slow], "min") > 1.5
     with pytest.raises(ValueError):
         combine([])
+
+
+def test_plan_statistic_and_extra_rounds_in_proportion():
+    cpu = Plan(rounds=10, max_rounds=20, statistic="min")
+    assert cpu.round_cap == 20 and Plan(rounds=4).round_cap == 4
+    quick = cpu.updated({"rounds": 3})
+    assert quick.max_rounds == 6 and quick.statistic == "min"  # 10 up to 20 becomes 3 up to 6
+    assert cpu.updated({"rounds": 3, "max_rounds": 0}).round_cap == 3
+    assert cpu.per_round().max_rounds == 0 and cpu.per_round().statistic == "min"
+    with pytest.raises(ConfigError, match="protocol.statistic must be one of median, mean, min, p90"):
+        Plan(statistic="fastest")
+    with pytest.raises(ConfigError, match="max_rounds .5. is below protocol.rounds .10."):
+        cpu.updated({"max_rounds": 5})

@@ -198,10 +198,10 @@ def measure(
     if fmt.value == "json":
         import json
 
-        typer.echo(json.dumps(_summary_json(report, db.path)))
+        typer.echo(json.dumps(_summary_json(report, db.path, plan.statistic)))
     else:
         if not quiet:
-            _print_records(report.records)
+            _print_records(report.records, plan.statistic)
             for flag, notes in report.flagged.items():
                 key, _, advice = notes[0].partition(": ")
                 key = key if len(key) <= 40 else key[:37] + "..."
@@ -280,9 +280,9 @@ def _confirm_plan(work, plan, yes: bool) -> None:
             raise typer.Exit(1)
 
 
-def _summary_json(report, store) -> dict:
-    """The campaign's results for scripts: totals and one entry per new workload."""
-    from hwprof.measure.records import records_by_key
+def _summary_json(report, store, statistic: str) -> dict:
+    """The campaign's results for scripts: totals and one entry per new workload (``ms``: by ``statistic``)."""
+    from hwprof.measure.records import latency_of, records_by_key
     from hwprof.measure.stats import combine
 
     by_key = records_by_key(report.records)
@@ -292,11 +292,16 @@ def _summary_json(report, store) -> dict:
         "interrupted": report.interrupted, "wall_s": report.wall_s,
         "busy_waits": report.busy_waits, "busy_waited_s": report.busy_waited_s, "extra_rounds": report.extra,
         "repeatability": report.repeatability.to_dict() if report.repeatability is not None else None,
-        "flags": {flag: len(notes) for flag, notes in report.flagged.items()},
-        "workloads": [{"key": k, "median_ms": combine([m.samples_ms for m in ms]), "rounds": len(ms),
+        "flags": {flag: len(notes) for flag, notes in report.flagged.items()}, "statistic": statistic,
+        "workloads": [{"key": k, "ms": latency_of(ms, statistic), "median_ms": combine([m.samples_ms for m in ms]),
+                       "rounds": len(ms),
                        "flags": sorted({f for m in ms for f in m.flags})} for k, ms in by_key.items()],
     }
 
+
+#: What a latency figure is, by statistic (:func:`hwprof.measure.stats.combine`).
+STATISTIC_TEXT = {"median": "median over rounds", "mean": "median of round means", "p90": "median of round p90s",
+                  "min": "fastest run of all rounds"}
 
 #: Short names of the quality flags in the summary table (the warning lines below it give the full name and advice).
 SHORT_FLAGS = {"ci-not-reached": "ci", "high-cv": "cv", "slow-first-run": "1st", "outliers": "out", "drift": "drift",
@@ -313,20 +318,20 @@ def _compact_key(key: str) -> str:
     return ":".join(p for p in parts if p not in drop)
 
 
-def _print_records(records, limit: int = 15) -> None:
+def _print_records(records, statistic: str = "median", limit: int = 15) -> None:
     """The slowest workloads first, the key first and shortened to fit the terminal; the rest via ``hwprof show``."""
     if not records:
         return
     from statistics import median
 
-    from hwprof.measure.records import records_by_key
-    from hwprof.measure.stats import combine
+    from hwprof.measure.records import latency_of, records_by_key
 
     by_key = records_by_key(records)
-    rows = sorted(((combine([m.samples_ms for m in ms]), key, ms) for key, ms in by_key.items()), reverse=True)
+    rows = sorted(((latency_of(ms, statistic), key, ms) for key, ms in by_key.items()), reverse=True)
     rounds = sorted({len(ms) for _, _, ms in rows})
+    rounds_text = "/".join(map(str, rounds)) if len(rounds) < 4 else f"{rounds[0]}–{rounds[-1]}"
     table = Table(
-        title=f"{len(rows)} workloads measured ({'/'.join(map(str, rounds))} rounds each; ms = median over rounds), "
+        title=f"{len(rows)} workloads measured ({rounds_text} rounds each; ms = {STATISTIC_TEXT[statistic]}), "
         "slowest first",
         title_justify="left",
     )
@@ -370,7 +375,8 @@ def show(
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Only this device's records."),
     fmt: SummaryFormat = typer.Option(SummaryFormat("table"), "--format", help="table, or json for scripts."),
 ) -> None:
-    """Every workload in the store: one row each (median over its rounds), slowest first."""
+    """Every workload in the store: one row each (its latency by the device's statistic), slowest first."""
+    from hwprof.measure.records import latency_of
     from hwprof.measure.store import Store
     from hwprof.measure.stats import combine
 
@@ -381,16 +387,19 @@ def show(
     with Store(path) as db:
         for m in db.iter_records(device=device):
             groups.setdefault((m.device, m.kind, m.space, m.key), []).append(m)
-    rows = sorted(((combine([m.samples_ms for m in ms]), ident, ms) for ident, ms in groups.items()), reverse=True)
+        stats = {d: db.statistic(d) for d, *_ in groups}
+    rows = sorted(((latency_of(ms, stats[ident[0]]), ident, ms) for ident, ms in groups.items()), reverse=True)
     if fmt.value == "json":
         import json
 
         typer.echo(json.dumps([
-            {"device": d, "kind": k, "space": sp, "key": key, "median_ms": v, "rounds": len(ms),
+            {"device": d, "kind": k, "space": sp, "key": key, "ms": v, "statistic": stats[d],
+             "median_ms": combine([m.samples_ms for m in ms]), "rounds": len(ms),
              "flags": sorted({f for m in ms for f in m.flags})} for v, (d, k, sp, key), ms in rows
         ]))
         return
-    table = Table(title=f"{len(rows)} workloads in {path}", title_justify="left")
+    shown = ", ".join(f"{d}: {STATISTIC_TEXT[s]}" for d, s in stats.items())
+    table = Table(title=f"{len(rows)} workloads in {path}" + (f" (ms = {shown})" if shown else ""), title_justify="left")
     table.add_column("workload", overflow="fold", ratio=1, min_width=16)
     for col in ("ms", "rounds", "device", "space", "flags"):
         table.add_column(col, justify="right" if col in ("ms", "rounds") else "left")

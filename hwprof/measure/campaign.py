@@ -19,7 +19,8 @@ A campaign (:func:`run_campaign`)
    moves by more than ``plan.drift_tolerance``;
 5. watches competing load (:mod:`hwprof.measure.load`): before each pass
    over a block (and, with extra rounds, after each record timed busy) it
-   waits while other processes use the CPU (``busy="wait"``, bounded), and every record keeps what was seen while it was timed in its
+   waits while other processes use the CPU (``busy="wait"``, bounded), and
+   every record keeps what was seen while it was timed in its
    ``environment`` (``busy_other_cpu``, ``steal_pct``, ...), flagged ``busy``
    when it was timed on a busy machine;
 6. at the end, estimates the repeatability of what it measured from the

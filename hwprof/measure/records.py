@@ -52,11 +52,16 @@ def rounds_by_key(records: Iterable[Measurement], statistic: str = "median") -> 
     return {k: [m.samples_ms for m in usable_rounds(ms, statistic)] for k, ms in records_by_key(records).items()}
 
 
-def latencies_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, float]:
-    """Each key's latency (ms): ``statistic`` combined over its rounds (:func:`hwprof.measure.stats.combine`)."""
+def latency_of(rounds: list[Measurement], statistic: str = "median") -> float:
+    """One key's latency (ms): ``statistic`` combined over its usable rounds (:func:`hwprof.measure.stats.combine`)."""
     from hwprof.measure.stats import combine
 
-    return {k: combine(v, statistic) for k, v in rounds_by_key(records, statistic).items()}
+    return combine([m.samples_ms for m in usable_rounds(rounds, statistic)], statistic)
+
+
+def latencies_by_key(records: Iterable[Measurement], statistic: str = "median") -> dict[str, float]:
+    """Each key's latency (ms): :func:`latency_of` its rounds."""
+    return {k: latency_of(ms, statistic) for k, ms in records_by_key(records).items()}
 
 
 def version_series(version: str) -> str:
