@@ -366,6 +366,8 @@ def test_plan_line_and_confirmation(monkeypatch):
     monkeypatch.setattr(m.err, "print", lambda text, **kw: lines.append(text))
     m._confirm_plan(range(100_000), Plan(), yes=False)  # not interactive under pytest: no question
     assert "100000 workloads × 1 round(s), at most 283.3 h" in lines[0]
+    m._confirm_plan(range(10), Plan(rounds=10, max_rounds=20, max_time_s=10, warmup_s=0), yes=True)
+    assert "10 workloads × 10 round(s) (up to 20 where rounds disagree" in lines[1] and "cap 20 s per workload" in lines[1]
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     asked: list[str] = []

@@ -271,8 +271,11 @@ def _confirm_plan(work, plan, yes: bool) -> None:
 
     bound = estimate_s(plan, len(work))
     err.print(
-        f"hwprof: plan: {len(work)} workloads × {plan.rounds} round(s), at most {_duration(bound)} of timing "
-        f"(cap {plan.max_time_s:g} s per workload); workloads already in the store are skipped",
+        f"hwprof: plan: {len(work)} workloads × {plan.rounds} round(s)"
+        + (f" (up to {plan.round_cap} where rounds disagree or were timed busy)" if plan.round_cap > plan.rounds else "")
+        + f", at most {_duration(bound)} of timing "
+        f"(cap {plan.max_time_s * plan.round_cap / plan.rounds:g} s per workload); workloads already in the store "
+        "are skipped",
         highlight=False,
     )
     if bound > 3600 and not yes and sys.stdin.isatty() and sys.stderr.isatty():

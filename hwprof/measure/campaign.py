@@ -98,8 +98,9 @@ def arch_workloads(
 
 
 def estimate_s(plan: Plan, workloads: int) -> float:
-    """Upper bound of a campaign's timing (s): every round of every workload at the protocol's caps."""
-    return workloads * (plan.max_time_s + plan.rounds * plan.warmup_s)
+    """Upper bound of a campaign's timing (s): every round of every workload, extra ones included, at the caps."""
+    cap = plan.round_cap
+    return workloads * (plan.max_time_s * cap / plan.rounds + cap * plan.warmup_s)
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 With ``plan.max_rounds > plan.rounds`` (:class:`~hwprof.measure.protocol.Plan`)
 a workload is timed until it has ``rounds`` quiet rounds (a round timed while
-the machine was busy does not count, and is left out of its figures by
+the machine was busy does not count; median figures leave it out,
 :func:`hwprof.measure.records.usable_rounds`), then for as long as its rounds
 disagree: while the spread of its usable rounds' ``plan.statistic``
 (:func:`hwprof.measure.repeatability.round_disagreement`, a 95% half-width)
-is above ``plan.target_ci``. Never beyond ``max_rounds`` records in all. Without extra
-rounds a workload simply gets ``rounds`` records, busy or not.
+is above ``plan.target_ci``. Never beyond ``max_rounds`` records in all.
+Without extra rounds a workload simply gets ``rounds`` records, busy or not.
 
 Everything is counted from the store, so a re-run resumes: it finishes the
 planned rounds and spends what is left of the extra budget.
