@@ -61,7 +61,9 @@ def measure(
     min_runs: Optional[int] = typer.Option(None, help="Timed runs before the CI target is checked."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Cap on timing seconds per workload."),
     warmup_runs: Optional[int] = typer.Option(None, help="Warm-up runs per workload."),
-    rounds: Optional[int] = typer.Option(None, help="Passes per workload; its latency is the median over them."),
+    rounds: Optional[int] = typer.Option(
+        None, help="Passes per workload; its latency is the device's statistic over them (median, or min: the fastest run)."
+    ),
     max_rounds: Optional[int] = typer.Option(
         None, help="Most rounds per workload with the extra ones: for rounds timed busy and rounds that disagree "
         "(0: none)."
