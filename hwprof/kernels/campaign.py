@@ -51,24 +51,25 @@ def calibration_stage(n: int, seed: int = 0, batch: int = 1) -> list[Workload]:
 
 
 def calibration_graphs(records, fusion: dict[str, bool] | None, batch: int = 1, statistic: str = "median"):
-    """The kernel graphs and end-to-end latencies (ms, ``statistic`` over rounds) of a store's ``arch`` records."""
+    """The kernel graphs and end-to-end latencies (ms, :func:`~hwprof.measure.records.latency_of` their rounds by
+    ``statistic``) of a store's ``arch`` records."""
     import tempfile
     from pathlib import Path
 
     from hwprof.artifacts.graph import kernels_of
     from hwprof.artifacts.workload import artifact_for
-    from hwprof.measure.stats import combine
+    from hwprof.measure.records import latency_of
 
-    rounds: dict[tuple[str, str], list] = {}
+    rounds: dict[tuple[str, str], list] = {}  # by space too: equal texts of two spaces are two networks
     for r in records:
         if r.kind == "arch":
-            rounds.setdefault((r.space, r.key), []).append(r.samples_ms)
+            rounds.setdefault((r.space, r.key), []).append(r)
     graphs, ms = [], []
     with tempfile.TemporaryDirectory(prefix="hwprof-calibrate-") as tmp:
-        for (sp, key), samples in rounds.items():
+        for (sp, key), measured in rounds.items():
             art = artifact_for(Workload.of_arch(sp, key, batch), "onnx", Path(tmp))
             graphs.append(kernels_of(art.path, fusion=fusion))
-            ms.append(combine(samples, statistic))
+            ms.append(latency_of(measured, statistic))
     return graphs, ms
 
 
