@@ -233,8 +233,8 @@ def _run_campaign(
     fp = device.fingerprint()
     check_store_fingerprint(store, name, fp, allow_new_fingerprint)
     fp_hash = fingerprint_hash(fp)
-    if workloads and store.note(f"statistic:{name}") != plan.statistic:
-        store.set_note(f"statistic:{name}", plan.statistic)  # tables and predictors read the figures this way
+    if workloads:
+        store.set_statistic(name, plan.statistic)  # tables and predictors read the figures this way
     rounds = Rounds(plan, store.round_counts(name, fp_hash))
     if rounds.extra and workloads:
         rounds.load(store.iter_records(device=name, fingerprint_hash=fp_hash), workloads)

@@ -210,6 +210,11 @@ class Store:
         """How ``device``'s rounds become one latency: the ``protocol.statistic`` its campaigns kept, else ``median``."""
         return self.note(f"statistic:{device}") or "median"
 
+    def set_statistic(self, device: str, statistic: str) -> None:
+        """Keep how ``device``'s rounds become one latency (a campaign's ``protocol.statistic``), if it changed."""
+        if self.statistic(device) != statistic:
+            self.set_note(f"statistic:{device}", statistic)
+
     # -- reading ---------------------------------------------------------------
     def round_counts(self, device: str, fingerprint_hash: str) -> dict[tuple[str, str, str], int]:
         """Number of records (rounds) per identity ``(kind, space, key)`` of ``device`` under ``fingerprint_hash``."""
