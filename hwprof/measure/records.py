@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, TypeVar
 
 from hwprof.errors import FingerprintMismatchError
 from hwprof.artifacts.workload import KIND_ARCH, KIND_OP, Workload  # noqa: F401  (a record names its workload)
@@ -29,8 +29,11 @@ def records_by_key(records: Iterable[Measurement]) -> dict[str, list[Measurement
 MIN_QUIET_ROUNDS = 3
 
 
-def usable_rounds(rounds: list[Measurement], statistic: str = "median") -> list[Measurement]:
-    """The rounds of one key that enter its ``statistic``, oldest first.
+R = TypeVar("R")  # a record, or anything with its ``flags``
+
+
+def usable_rounds(rounds: list[R], statistic: str = "median") -> list[R]:
+    """The rounds of one key that enter its ``statistic``, oldest first (records, or anything with ``flags``).
 
     Rounds flagged ``busy`` (timed while other processes used the CPU) are
     left out when at least :data:`MIN_QUIET_ROUNDS` others exist: another

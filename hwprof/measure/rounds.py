@@ -15,11 +15,11 @@ planned rounds and spends what is left of the extra budget.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 from hwprof.artifacts.workload import Workload
 from hwprof.measure.protocol import Plan
-from hwprof.measure.records import MIN_QUIET_ROUNDS, Measurement
+from hwprof.measure.records import Measurement, usable_rounds
 from hwprof.measure.repeatability import MIN_ROUNDS, round_disagreement
 from hwprof.measure.stats import statistic
 
@@ -28,6 +28,17 @@ EXTRA_BUSY = "busy"
 EXTRA_DISAGREE = "disagreeing"
 
 Identity = tuple[str, str, str]
+
+
+class Round(NamedTuple):
+    """What the ledger keeps of a record: its statistic (ms) and its flags."""
+
+    ms: float
+    flags: tuple[str, ...]
+
+    @property
+    def busy(self) -> bool:
+        return "busy" in self.flags
 
 
 def identity(w: Workload | Measurement) -> Identity:
@@ -49,8 +60,8 @@ class Rounds:
         self.plan = plan
         self.extra = plan.round_cap > plan.rounds
         self.counts = dict(counts)
-        # each round's statistic (ms) and whether it was timed busy; filled by load() and add() with extra rounds
-        self.history: dict[Identity, list[tuple[float, bool]]] = {}
+        # each workload's rounds; filled by load() and add() with extra rounds
+        self.history: dict[Identity, list[Round]] = {}
         self.failed: set[Workload] = set()
 
     def load(self, records: Iterable[Measurement], workloads: Iterable[Workload]) -> None:
@@ -70,17 +81,14 @@ class Rounds:
         room = self.plan.round_cap - len(past)
         if room <= 0:
             return 0
-        planned = self.plan.rounds - sum(not busy for _, busy in past)
+        planned = self.plan.rounds - sum(not r.busy for r in past)
         if planned > 0:
             return min(planned, room)
         return int(self.disagreement(w) > self.plan.target_ci)
 
     def disagreement(self, w: Workload) -> float:
         """How far ``w``'s latency may move (a relative 95% half-width) from its usable rounds; 0 with too few."""
-        past = self.history.get(identity(w), [])
-        quiet = [ms for ms, busy in past if not busy]
-        # the rounds usable_rounds() keeps: the quiet ones when there are enough, every one for min
-        usable = quiet if len(quiet) >= MIN_QUIET_ROUNDS and self.plan.statistic != "min" else [ms for ms, _ in past]
+        usable = [r.ms for r in usable_rounds(self.history.get(identity(w), []), self.plan.statistic)]
         return round_disagreement(usable, self.plan.statistic) if len(usable) >= MIN_ROUNDS else 0.0
 
     def add(self, w: Workload, m: Measurement) -> str:
@@ -92,9 +100,9 @@ class Rounds:
         past = self.history.setdefault(key, [])
         why = ""
         if len(past) >= self.plan.rounds:
-            why = EXTRA_BUSY if sum(not busy for _, busy in past) < self.plan.rounds else EXTRA_DISAGREE
+            why = EXTRA_BUSY if sum(not r.busy for r in past) < self.plan.rounds else EXTRA_DISAGREE
         past.append(self._entry(m))
         return why
 
-    def _entry(self, m: Measurement) -> tuple[float, bool]:
-        return statistic(m.samples_ms, self.plan.statistic), "busy" in m.flags
+    def _entry(self, m: Measurement) -> Round:
+        return Round(statistic(m.samples_ms, self.plan.statistic), tuple(m.flags))
